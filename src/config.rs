@@ -1,0 +1,644 @@
+//! The configuration file (SPEC §3): schema, validation (errors name the key and the line),
+//! file permissions, and the per-service settings a login uses.
+
+use crate::access::Cidr;
+use crate::secret::Secret;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PATH: &str = "/etc/security/pam_portal.toml";
+
+/// A configuration problem, worded for the log: `<file> line N: <what>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written (every key optional but [portal] url; unknown keys refused).
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    portal: RawPortal,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    lockout: RawLockout,
+    #[serde(default)]
+    access: RawAccess,
+    #[serde(default)]
+    prompts: RawPrompts,
+    #[serde(default)]
+    services: BTreeMap<String, RawService>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortal {
+    url: PortalUrl,
+    api_user: Option<String>,
+    api_key_file: Option<PathBuf>,
+    api_key: Option<String>,
+    ca_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "millis")]
+    connect_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "millis")]
+    request_timeout_ms: Option<u64>,
+    on_unavailable: Option<OnUnavailable>,
+    honor_ip_restriction: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    second_factor: Option<SecondFactor>,
+    require_second_factor: Option<bool>,
+    vpn_services: Option<Vec<String>>,
+    question_choice: Option<QuestionChoice>,
+    #[serde(default, deserialize_with = "phone_timeout")]
+    phone_timeout_s: Option<u64>,
+    #[serde(default, deserialize_with = "millis")]
+    phone_poll_ms: Option<u64>,
+    #[serde(default, deserialize_with = "delay_ms")]
+    fail_delay_ms: Option<u64>,
+    show_reasons: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawPrompts {
+    password: Option<PromptText>,
+    question: Option<PromptText>,
+    code: Option<PromptText>,
+    info: Option<bool>,
+    phone_confirm: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    prompts: RawPrompts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLockout {
+    dir: Option<PathBuf>,
+    user: Option<RawPolicy>,
+    ip: Option<RawIpPolicy>,
+    phone: Option<RawPolicy>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default, deserialize_with = "max_failures")]
+    max_failures: Option<u32>,
+    #[serde(default, deserialize_with = "seconds")]
+    window_s: Option<u64>,
+    #[serde(default, deserialize_with = "seconds")]
+    lock_s: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIpPolicy {
+    #[serde(default, deserialize_with = "max_failures")]
+    max_failures: Option<u32>,
+    #[serde(default, deserialize_with = "seconds")]
+    window_s: Option<u64>,
+    #[serde(default, deserialize_with = "seconds")]
+    lock_s: Option<u64>,
+    #[serde(default, deserialize_with = "v6_prefix")]
+    ipv6_prefix: Option<u8>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default)]
+    allow: Vec<Cidr>,
+    #[serde(default)]
+    deny: Vec<Cidr>,
+    #[serde(default)]
+    users: BTreeMap<String, RawUserAccess>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUserAccess {
+    #[serde(default)]
+    allow: Vec<Cidr>,
+    #[serde(default)]
+    deny: Vec<Cidr>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values checked while parsing, so that toml reports the offending value's line.
+
+fn ranged<'de, D: Deserializer<'de>>(d: D, min: u64, max: u64, what: &str) -> Result<Option<u64>, D::Error> {
+    let v = u64::deserialize(d)?;
+    if v < min || v > max {
+        return Err(serde::de::Error::custom(format!("{what} must be between {min} and {max}, not {v}")));
+    }
+    Ok(Some(v))
+}
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(d, 1, 600_000, "a time in milliseconds")
+}
+fn delay_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(d, 0, 60_000, "fail_delay_ms")
+}
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(d, 1, 31 * 24 * 3600, "a time in seconds")
+}
+fn phone_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(d, 1, 119, "phone_timeout_s")
+}
+fn max_failures<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    Ok(ranged(d, 1, 10_000, "max_failures")?.map(|v| v as u32))
+}
+fn v6_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    Ok(ranged(d, 1, 128, "ipv6_prefix")?.map(|v| v as u8))
+}
+
+/// The portal's base URL: https, or http for a loopback host only.
+#[derive(Clone, Debug)]
+struct PortalUrl(String);
+
+impl<'de> Deserialize<'de> for PortalUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_url(&s).map(PortalUrl).map_err(serde::de::Error::custom)
+    }
+}
+
+fn check_url(s: &str) -> Result<String, String> {
+    let (scheme, rest) = s.split_once("://").ok_or_else(|| format!("url {s:?} has no scheme"))?;
+    let host_port = rest.split('/').next().unwrap_or("");
+    if host_port.is_empty() || rest.contains(['?', '#', ' ']) || host_port.contains('@') {
+        return Err(format!("url {s:?} is not a plain https://host[:port]/path URL"));
+    }
+    let host = if let Some(h) = host_port.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    match scheme {
+        "https" => {}
+        "http" => {
+            let loopback = host == "localhost"
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(format!("url {s:?}: http:// is accepted only for loopback hosts; use https://"));
+            }
+        }
+        _ => return Err(format!("url {s:?}: the scheme must be https")),
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+#[derive(Clone, Debug)]
+pub struct PromptText(pub String);
+
+impl<'de> Deserialize<'de> for PromptText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() > 512 || s.contains('\0') {
+            return Err(serde::de::Error::custom("a prompt must be at most 512 bytes, without NUL"));
+        }
+        Ok(PromptText(s))
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    Deny,
+    Ignore,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondFactor {
+    Auto,
+    Question,
+    Phone,
+    None,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QuestionChoice {
+    Random,
+    First,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The configuration as the module uses it.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub max_failures: u32,
+    pub window_s: u64,
+    pub lock_s: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct PortalSettings {
+    pub url: String,
+    pub api_user: Option<String>,
+    pub api_key: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub on_unavailable: OnUnavailable,
+    pub honor_ip_restriction: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct LockoutSettings {
+    pub dir: PathBuf,
+    pub user: Policy,
+    pub ip: Policy,
+    pub ipv6_prefix: u8,
+    pub phone: Policy,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UserAccess {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AccessSettings {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+    pub users: BTreeMap<String, UserAccess>,
+}
+
+/// `[auth]` after the service's overrides.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub second_factor: SecondFactor,
+    pub require_second_factor: bool,
+    /// Whether this login's service is one of `vpn_services`.
+    pub is_vpn: bool,
+    pub question_choice: QuestionChoice,
+    pub phone_timeout_s: u64,
+    pub phone_poll_ms: u64,
+    pub fail_delay_ms: u64,
+    pub show_reasons: bool,
+}
+
+/// `[prompts]` after the service's overrides.
+#[derive(Clone, Debug)]
+pub struct PromptSettings {
+    pub password: String,
+    pub question: String,
+    pub code: String,
+    pub info: bool,
+    pub phone_confirm: bool,
+}
+
+/// The whole file, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub portal: PortalSettings,
+    pub lockout: LockoutSettings,
+    pub access: AccessSettings,
+    auth: RawAuth,
+    prompts: RawPrompts,
+    services: BTreeMap<String, (RawAuth, RawPrompts)>,
+}
+
+/// What one login uses: the file resolved for one PAM service.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub service: String,
+    pub portal: PortalSettings,
+    pub auth: AuthSettings,
+    pub lockout: LockoutSettings,
+    pub access: AccessSettings,
+    pub prompts: PromptSettings,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Reads, checks the permissions of, and validates the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        check_owner_and_mode(path, &meta, false)?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        let cfg = Self::parse(&text, path)?;
+        if cfg.inline_key && meta.mode() & 0o044 != 0 {
+            return Err(ConfigError(format!(
+                "{shown}: holds api_key inline but is readable by group or others (mode {:o}); chmod 600 it or use api_key_file",
+                meta.mode() & 0o777
+            )));
+        }
+        Ok(cfg.config)
+    }
+
+    /// Parses and validates text (no file-system checks but the key file's).
+    pub fn parse(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
+        let shown = path.display();
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let msg = e.message().trim().to_string();
+            match line {
+                Some(n) => ConfigError(format!("{shown} line {n}: {msg}")),
+                None => ConfigError(format!("{shown}: {msg}")),
+            }
+        })?;
+        let key_err = |key: &str, msg: String| {
+            let line = find_key_line(text, key).map(|n| format!(" line {n}")).unwrap_or_default();
+            ConfigError(format!("{shown}{line}: {key}: {msg}"))
+        };
+
+        let p = raw.portal;
+        let inline_key = p.api_key.is_some();
+        if p.api_key.is_some() && p.api_key_file.is_some() {
+            return Err(key_err("api_key", "set api_key or api_key_file, not both".into()));
+        }
+        let api_key = match (&p.api_key, &p.api_key_file) {
+            (Some(k), None) => Some(Secret::new(k.trim().to_string())),
+            (None, Some(f)) => Some(read_key_file(f).map_err(|m| key_err("api_key_file", m))?),
+            _ => None,
+        };
+        if api_key.is_some() != p.api_user.is_some() {
+            return Err(key_err("api_user", "api_user and an API key go together".into()));
+        }
+        if let Some(ca) = &p.ca_file {
+            if !ca.is_file() {
+                return Err(key_err("ca_file", format!("{} is not a readable file", ca.display())));
+            }
+        }
+        let portal = PortalSettings {
+            url: p.url.0,
+            api_user: p.api_user,
+            api_key,
+            ca_file: p.ca_file,
+            connect_timeout: Duration::from_millis(p.connect_timeout_ms.unwrap_or(3000)),
+            request_timeout: Duration::from_millis(p.request_timeout_ms.unwrap_or(5000)),
+            on_unavailable: p.on_unavailable.unwrap_or(OnUnavailable::Deny),
+            honor_ip_restriction: p.honor_ip_restriction.unwrap_or(true),
+        };
+
+        let l = raw.lockout;
+        let policy = |r: Option<RawPolicy>, d: Policy| {
+            let r = r.unwrap_or_default();
+            Policy {
+                max_failures: r.max_failures.unwrap_or(d.max_failures),
+                window_s: r.window_s.unwrap_or(d.window_s),
+                lock_s: r.lock_s.unwrap_or(d.lock_s),
+            }
+        };
+        let ip_raw = l.ip.unwrap_or_default();
+        let lockout = LockoutSettings {
+            dir: l.dir.unwrap_or_else(|| PathBuf::from("/var/lib/pam_portal")),
+            user: policy(l.user, DEFAULT_USER_POLICY),
+            ip: policy(
+                Some(RawPolicy { max_failures: ip_raw.max_failures, window_s: ip_raw.window_s, lock_s: ip_raw.lock_s }),
+                DEFAULT_USER_POLICY,
+            ),
+            ipv6_prefix: ip_raw.ipv6_prefix.unwrap_or(64),
+            phone: policy(l.phone, DEFAULT_PHONE_POLICY),
+        };
+        if !lockout.dir.is_absolute() {
+            return Err(key_err("dir", "the lockout directory must be an absolute path".into()));
+        }
+
+        let access = AccessSettings {
+            allow: raw.access.allow,
+            deny: raw.access.deny,
+            users: raw
+                .access
+                .users
+                .into_iter()
+                .map(|(k, v)| (k, UserAccess { allow: v.allow, deny: v.deny }))
+                .collect(),
+        };
+
+        let services: BTreeMap<String, (RawAuth, RawPrompts)> =
+            raw.services.into_iter().map(|(k, v)| (k, (v.auth, v.prompts))).collect();
+        let config = Config { path: path.to_path_buf(), portal, lockout, access, auth: raw.auth, prompts: raw.prompts, services };
+
+        // Cross-key checks, per service profile: the phone wait must end before the host gives up.
+        let mut names: Vec<String> = config.services.keys().cloned().collect();
+        names.extend(config.auth.vpn_services.clone().unwrap_or_else(default_vpn_services));
+        names.push(String::new());
+        for name in names {
+            let s = config.for_service(&name);
+            let limit = if s.auth.is_vpn { 60 } else { 120 };
+            if s.auth.phone_timeout_s >= limit {
+                let whose = if name.is_empty() { String::new() } else { format!(" (service {name})") };
+                return Err(key_err(
+                    "phone_timeout_s",
+                    format!("{}{whose} must be below {limit} s for this service's host", s.auth.phone_timeout_s),
+                ));
+            }
+        }
+        Ok(Parsed { config, inline_key })
+    }
+
+    /// The settings for one PAM service: `[auth]` and `[prompts]` with `[services.NAME]` over them.
+    pub fn for_service(&self, service: &str) -> Settings {
+        let (sa, sp) = self.services.get(service).cloned().unwrap_or_default();
+        let a = &self.auth;
+        let p = &self.prompts;
+        let vpn = sa.vpn_services.clone().or_else(|| a.vpn_services.clone()).unwrap_or_else(default_vpn_services);
+        let auth = AuthSettings {
+            second_factor: sa.second_factor.or(a.second_factor).unwrap_or(SecondFactor::Auto),
+            require_second_factor: sa.require_second_factor.or(a.require_second_factor).unwrap_or(true),
+            is_vpn: vpn.iter().any(|v| v == service),
+            question_choice: sa.question_choice.or(a.question_choice).unwrap_or(QuestionChoice::Random),
+            phone_timeout_s: sa.phone_timeout_s.or(a.phone_timeout_s).unwrap_or(45),
+            phone_poll_ms: sa.phone_poll_ms.or(a.phone_poll_ms).unwrap_or(1000),
+            fail_delay_ms: sa.fail_delay_ms.or(a.fail_delay_ms).unwrap_or(2000),
+            show_reasons: sa.show_reasons.or(a.show_reasons).unwrap_or(false),
+        };
+        let text = |s: &Option<PromptText>, g: &Option<PromptText>, d: &str| {
+            s.as_ref().or(g.as_ref()).map_or_else(|| d.to_string(), |t| t.0.clone())
+        };
+        let prompts = PromptSettings {
+            password: text(&sp.password, &p.password, "Password: "),
+            question: text(&sp.question, &p.question, "{question} "),
+            code: text(&sp.code, &p.code, "Verification code: "),
+            info: sp.info.or(p.info).unwrap_or(true),
+            phone_confirm: sp.phone_confirm.or(p.phone_confirm).unwrap_or(false),
+        };
+        Settings {
+            service: service.to_string(),
+            portal: self.portal.clone(),
+            auth,
+            lockout: self.lockout.clone(),
+            access: self.access.clone(),
+            prompts,
+        }
+    }
+
+    /// The service names that have a `[services.NAME]` profile.
+    pub fn service_names(&self) -> Vec<String> {
+        self.services.keys().cloned().collect()
+    }
+}
+
+/// The result of parsing: the configuration, and whether it holds the API key inline.
+pub struct Parsed {
+    pub config: Config,
+    pub inline_key: bool,
+}
+
+fn default_vpn_services() -> Vec<String> {
+    vec!["openvpn".to_string(), "ocserv".to_string()]
+}
+
+pub const DEFAULT_USER_POLICY: Policy = Policy { max_failures: 10, window_s: 1800, lock_s: 1800 };
+pub const DEFAULT_PHONE_POLICY: Policy = Policy { max_failures: 5, window_s: 3600, lock_s: 3600 };
+
+/// The line where `key = ` first appears (for errors found after parsing).
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| {
+        let t = l.trim_start();
+        t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+    })
+    .map(|i| i + 1)
+}
+
+/// Owned by root or by the effective user; not writable by group or others.
+fn check_owner_and_mode(path: &Path, meta: &std::fs::Metadata, secret: bool) -> Result<(), ConfigError> {
+    let shown = path.display();
+    let euid = crate::pam::geteuid();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(ConfigError(format!("{shown}: owned by uid {}, must be owned by root", meta.uid())));
+    }
+    let forbidden = if secret { 0o066 } else { 0o022 };
+    if meta.mode() & forbidden != 0 {
+        let what = if secret { "readable or writable" } else { "writable" };
+        return Err(ConfigError(format!(
+            "{shown}: {what} by group or others (mode {:o}); chmod {} it",
+            meta.mode() & 0o777,
+            if secret { "600" } else { "644" }
+        )));
+    }
+    Ok(())
+}
+
+fn read_key_file(path: &Path) -> Result<Secret, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    check_owner_and_mode(path, &meta, true).map_err(|e| e.0)?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret::new(key.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("t.toml")).map(|p| p.config)
+    }
+
+    #[test]
+    fn minimal_file_takes_the_defaults() {
+        let c = parse("[portal]\nurl = \"https://api.example.net/rest/v3.1/\"\n").unwrap();
+        assert_eq!(c.portal.url, "https://api.example.net/rest/v3.1");
+        assert_eq!(c.lockout.user, DEFAULT_USER_POLICY);
+        assert_eq!(c.lockout.phone, DEFAULT_PHONE_POLICY);
+        assert_eq!(c.lockout.ipv6_prefix, 64);
+        let s = c.for_service("sshd");
+        assert_eq!(s.auth.second_factor, SecondFactor::Auto);
+        assert!(s.auth.require_second_factor);
+        assert_eq!(s.auth.fail_delay_ms, 2000);
+        assert_eq!(s.prompts.password, "Password: ");
+        assert!(!s.auth.is_vpn);
+        assert!(c.for_service("openvpn").auth.is_vpn);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse("[portal]\nurl = \"https://a.example\"\n\n[auth]\nsecond_factr = \"none\"\n").unwrap_err();
+        assert!(e.0.contains("line 5"), "{e}");
+        assert!(e.0.contains("second_factr"), "{e}");
+    }
+
+    #[test]
+    fn bad_cidr_names_line() {
+        let e = parse("[portal]\nurl = \"https://a.example\"\n[access]\ndeny = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(e.0.contains("line 4"), "{e}");
+        assert!(e.0.contains("10.0.0.0/33"), "{e}");
+    }
+
+    #[test]
+    fn partial_table_keeps_other_defaults() {
+        let c = parse("[portal]\nurl = \"https://a.example\"\n[lockout]\nip = { max_failures = 3 }\n").unwrap();
+        assert_eq!(c.lockout.ip, Policy { max_failures: 3, window_s: 1800, lock_s: 1800 });
+    }
+
+    #[test]
+    fn http_only_for_loopback() {
+        assert!(parse("[portal]\nurl = \"http://127.0.0.1:8080/rest/v3.1\"\n").is_ok());
+        assert!(parse("[portal]\nurl = \"http://[::1]:8080/rest\"\n").is_ok());
+        let e = parse("[portal]\nurl = \"http://api.example.net/rest\"\n").unwrap_err();
+        assert!(e.0.contains("line 2") && e.0.contains("loopback"), "{e}");
+        assert!(parse("[portal]\nurl = \"ftp://x/\"\n").is_err());
+    }
+
+    #[test]
+    fn missing_url_is_refused() {
+        let e = parse("[portal]\napi_user = \"x\"\n").unwrap_err();
+        assert!(e.0.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn services_override_auth_and_prompts() {
+        let c = parse(
+            "[portal]\nurl = \"https://a.example\"\n[prompts]\nquestion = \"Q: \"\n[services.openvpn]\nprompts = { question = \"Answer: \", info = false }\nauth = { question_choice = \"first\" }\n",
+        )
+        .unwrap();
+        let o = c.for_service("openvpn");
+        assert_eq!(o.prompts.question, "Answer: ");
+        assert!(!o.prompts.info);
+        assert_eq!(o.auth.question_choice, QuestionChoice::First);
+        let s = c.for_service("sshd");
+        assert_eq!(s.prompts.question, "Q: ");
+        assert!(s.prompts.info);
+        assert_eq!(s.auth.question_choice, QuestionChoice::Random);
+    }
+
+    #[test]
+    fn phone_timeout_bounded_by_host() {
+        assert!(parse("[portal]\nurl = \"https://a.example\"\n[auth]\nphone_timeout_s = 90\nvpn_services = []\n").is_ok());
+        let e = parse("[portal]\nurl = \"https://a.example\"\n[auth]\nphone_timeout_s = 90\n").unwrap_err();
+        assert!(e.0.contains("phone_timeout_s") && e.0.contains("openvpn"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_line() {
+        let e = parse("[portal]\nurl = \"https://a.example\"\non_unavailable = \"maybe\"\n").unwrap_err();
+        assert!(e.0.contains("line 3"), "{e}");
+    }
+}

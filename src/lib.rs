@@ -1,0 +1,147 @@
+//! pam_portal: a PAM module that checks logins against a customer portal's REST API, with a
+//! second factor, lockouts and IP lists enforced per client address (see SPEC.md).
+//!
+//! A login, from the PAM entry point to the portal and back:
+//! `lib.rs` (this file: arguments, configuration, store) → `login.rs` (SPEC §4, straight-line)
+//! → `access.rs` / `lockout/` (early refusals) → `pam/` (prompts) → `portal/` (HTTP calls) →
+//! `decision.rs` (code, message, reason) → `audit.rs` (message and log line) → back here.
+#![deny(unsafe_code)]
+
+pub mod access;
+pub mod account;
+pub mod admin;
+pub mod audit;
+pub mod config;
+pub mod decision;
+pub mod lockout;
+pub mod login;
+pub mod pam;
+pub mod portal;
+pub mod secret;
+
+use crate::audit::Who;
+use crate::config::{Config, Settings};
+use crate::decision::Decision;
+use crate::lockout::files::FileStore;
+use crate::login::{Options, RealWorld, World};
+use crate::pam::{LibPam, Pam, Priority};
+use crate::portal::{HttpPortal, PortalUser};
+use pam_bindings::constants::{PamFlag, PamResultCode};
+use pam_bindings::module::{PamHandle, PamHooks};
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+/// `pam_set_data` key: the portal look-up of this transaction's user (`(username, user)`).
+const DATA_USER: &str = "pam_portal.user";
+
+/// Module arguments (SPEC §2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    pub config: PathBuf,
+    pub options: Options,
+}
+
+impl Args {
+    pub fn parse(args: &[&CStr]) -> Result<Args, String> {
+        let mut out = Args { config: PathBuf::from(config::DEFAULT_PATH), options: Options::default() };
+        for a in args {
+            let a = a.to_string_lossy();
+            match a.as_ref() {
+                "debug" => out.options.debug = true,
+                "use_first_pass" => out.options.use_first_pass = true,
+                "try_first_pass" => out.options.try_first_pass = true,
+                _ => match a.strip_prefix("config=") {
+                    Some(p) if !p.is_empty() => out.config = PathBuf::from(p),
+                    _ => return Err(format!("unknown module argument {}", audit::escape(&a))),
+                },
+            }
+        }
+        if out.options.use_first_pass && out.options.try_first_pass {
+            return Err("use_first_pass and try_first_pass exclude each other".into());
+        }
+        Ok(out)
+    }
+}
+
+/// Arguments, configuration and store for one hook call; a refusal already logged otherwise.
+fn prepare(pam: &LibPam<'_>, args: &[&CStr], service: &str) -> Result<(Args, Settings, FileStore), Decision> {
+    let parsed = Args::parse(args).map_err(Decision::bad_config)?;
+    let config = Config::load(&parsed.config).map_err(|e| Decision::bad_config(e.0))?;
+    let settings = config.for_service(service);
+    let longest = [settings.lockout.user.window_s, settings.lockout.ip.window_s, settings.lockout.phone.window_s]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        .max(settings.lockout.user.lock_s);
+    let store = FileStore::open(&settings.lockout.dir, longest).map_err(|e| Decision::store_error(e.0))?;
+    if parsed.options.debug {
+        pam.log(Priority::Debug, &format!("debug: configuration {} loaded", parsed.config.display()));
+    }
+    Ok((parsed, settings, store))
+}
+
+fn log_store_warnings(pam: &LibPam<'_>, store: &FileStore) {
+    use crate::lockout::Store;
+    for w in store.take_warnings() {
+        pam.log(Priority::Warning, &w);
+    }
+}
+
+fn pam_code(d: &Decision) -> PamResultCode {
+    PamResultCode::try_from(d.code as std::os::raw::c_int).unwrap_or(PamResultCode::PAM_ABORT)
+}
+
+pub struct PamPortal;
+
+pam_bindings::pam_hooks!(PamPortal);
+
+impl PamHooks for PamPortal {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        let mut pam = LibPam::new(pamh, flags);
+        let service = pam.service();
+        let rhost = pam.rhost();
+        let (decision, user, found) = match prepare(&pam, &args, &service) {
+            Err(d) => (d, None, None),
+            Ok((parsed, settings, store)) => {
+                let mut portal = HttpPortal::new(&settings.portal);
+                let out = login::authenticate(&mut pam, &settings, parsed.options, &mut portal, &store, &RealWorld);
+                log_store_warnings(&pam, &store);
+                (out.decision, out.user, out.found)
+            }
+        };
+        let who = Who { hook: "auth", user: user.as_ref().map(|u| u.0.as_slice()), rhost: rhost.as_deref(), service: &service };
+        audit::report(&mut pam, &decision, &who);
+        if let (Some(u), Some(f)) = (user, found) {
+            pam.set_data::<(Vec<u8>, PortalUser)>(DATA_USER, (u.0, f));
+        }
+        pam_code(&decision)
+    }
+
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        let mut pam = LibPam::new(pamh, flags);
+        let service = pam.service();
+        let rhost = pam.rhost();
+        let user = pam.user().ok();
+        let decision = match (prepare(&pam, &args, &service), &user) {
+            (Err(d), _) => d,
+            (Ok(_), None) => Decision::conversation(),
+            (Ok((_, settings, store)), Some(u)) => {
+                let known = pam
+                    .get_data::<(Vec<u8>, PortalUser)>(DATA_USER)
+                    .filter(|(name, _)| *name == u.0)
+                    .map(|(_, found)| found);
+                let mut portal = HttpPortal::new(&settings.portal);
+                let (d, _) = account::account(u, rhost.as_deref(), &settings, known, &mut portal, &store, RealWorld.now());
+                log_store_warnings(&pam, &store);
+                d
+            }
+        };
+        let who = Who { hook: "account", user: user.as_ref().map(|u| u.0.as_slice()), rhost: rhost.as_deref(), service: &service };
+        audit::report(&mut pam, &decision, &who);
+        pam_code(&decision)
+    }
+
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+}

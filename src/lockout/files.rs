@@ -1,0 +1,405 @@
+//! The file store: one record per key under the lockout directory, like pam_faillock.
+//!
+//! - Each update runs under an exclusive `flock` on the record, reads it, and replaces it
+//!   atomically (write a temporary file, `rename` over the record). A process killed at any
+//!   point leaves either the old or the new record, never a torn one.
+//! - A process that waited for the lock checks that the path still names the file it locked
+//!   (a rename or unlink may have replaced it) and starts over if not.
+//! - Readers take no lock: a rename never shows them a half-written record.
+//! - A damaged record is reported (`take_warnings`) and treated as empty, then replaced by the
+//!   next update. Stale records are pruned at most every ten minutes.
+
+use super::{Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
+use crate::config::Policy;
+use std::cell::RefCell;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+const MAGIC: &str = "pam_portal-lockout 1";
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const MAX_RECORD_BYTES: u64 = 256 * 1024;
+
+pub struct FileStore {
+    dir: PathBuf,
+    /// The longest window of any policy: records older than this are stale.
+    longest_window: u64,
+    warnings: RefCell<Vec<String>>,
+}
+
+impl FileStore {
+    /// Opens (creating it 0700 if missing) the lockout directory, and checks that only its
+    /// owner (root, or the effective user) can write there.
+    pub fn open(dir: &Path, longest_window: u64) -> Result<FileStore, StoreError> {
+        let shown = dir.display();
+        if fs::symlink_metadata(dir).is_err() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| StoreError(format!("cannot create lockout directory {shown}: {e}")))?;
+        }
+        let meta = fs::symlink_metadata(dir).map_err(|e| StoreError(format!("lockout directory {shown}: {e}")))?;
+        if !meta.is_dir() {
+            return Err(StoreError(format!("lockout directory {shown} is not a directory")));
+        }
+        let euid = crate::pam::geteuid();
+        if meta.uid() != 0 && meta.uid() != euid {
+            return Err(StoreError(format!("lockout directory {shown} is owned by uid {}", meta.uid())));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(StoreError(format!(
+                "lockout directory {shown} is writable by group or others (mode {:o})",
+                meta.mode() & 0o777
+            )));
+        }
+        Ok(FileStore { dir: dir.to_path_buf(), longest_window, warnings: RefCell::new(Vec::new()) })
+    }
+
+    fn path(&self, key: &Key) -> PathBuf {
+        self.dir.join(file_name(key))
+    }
+
+    fn warn(&self, msg: String) {
+        self.warnings.borrow_mut().push(msg);
+    }
+
+    /// Reads a record without locking (see the module comment).
+    fn read(&self, key: &Key) -> Result<Record, StoreError> {
+        let path = self.path(key);
+        match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&path) {
+            Ok(mut f) => Ok(self.parse_or_warn(&mut f, key, &path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
+            Err(e) => Err(StoreError(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    fn parse_or_warn(&self, f: &mut File, key: &Key, path: &Path) -> Record {
+        let mut text = String::new();
+        let read = f.take(MAX_RECORD_BYTES).read_to_string(&mut text);
+        // An empty file is one `update` just created (records are never written empty).
+        if read.is_ok() && text.is_empty() {
+            return Record::default();
+        }
+        match read.map_err(|e| e.to_string()).and_then(|_| parse(&text, key)) {
+            Ok(r) => r,
+            Err(why) => {
+                self.warn(format!("damaged lockout record {} replaced: {why}", path.display()));
+                Record::default()
+            }
+        }
+    }
+
+    /// Runs `change` on the key's record under its lock and stores the result.
+    fn update<T>(&self, key: &Key, now: u64, change: impl FnOnce(&mut Record) -> T) -> Result<T, StoreError> {
+        let path = self.path(key);
+        let io = |what: &str, e: std::io::Error| StoreError(format!("{what} {}: {e}", path.display()));
+        for _ in 0..100 {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| io("cannot open", e))?;
+            f.lock().map_err(|e| io("cannot lock", e))?;
+            // Still the file the path names? A concurrent update may have replaced or removed it.
+            let held = f.metadata().map_err(|e| io("cannot stat", e))?;
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => {}
+                _ => continue,
+            }
+            let mut record = self.parse_or_warn(&mut f, key, &path);
+            let out = change(&mut record);
+            if record.is_stale(now, self.longest_window) {
+                fs::remove_file(&path).map_err(|e| io("cannot remove", e))?;
+            } else {
+                self.replace(&path, &serialize(&record, key))?;
+            }
+            drop(f);
+            return Ok(out);
+        }
+        Err(StoreError(format!("could not lock {} (replaced too often)", path.display())))
+    }
+
+    fn replace(&self, path: &Path, text: &str) -> Result<(), StoreError> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
+        let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let write = || -> std::io::Result<()> {
+            let mut t = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            t.write_all(text.as_bytes())?;
+            fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            StoreError(format!("cannot write {}: {e}", path.display()))
+        })
+    }
+
+    /// Deletes stale records and leftover temporary files, at most once per `PRUNE_EVERY`.
+    fn maybe_prune(&self, now: u64) {
+        let stamp = self.dir.join(".pruned");
+        let due = fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= PRUNE_EVERY)
+            .unwrap_or(true);
+        if !due || File::create(&stamp).is_err() {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(60)
+                });
+                if old {
+                    let _ = fs::remove_file(e.path());
+                }
+            } else if let Some(key) = key_of_file_name(&name) {
+                // update() deletes the record if it is stale, under its lock.
+                let _ = self.update(&key, now, |_| ());
+            }
+        }
+    }
+}
+
+impl Store for FileStore {
+    fn tally(&self, key: &Key, now: u64, policy: &Policy) -> Result<Tally, StoreError> {
+        Ok(self.read(key)?.tally(now, policy))
+    }
+
+    fn record_failure(&self, key: &Key, now: u64, policy: &Policy) -> Result<Tally, StoreError> {
+        let t = self.update(key, now, |r| r.add_failure(now, policy))?;
+        self.maybe_prune(now);
+        Ok(t)
+    }
+
+    fn clear(&self, key: &Key) -> Result<(), StoreError> {
+        match fs::remove_file(self.path(key)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError(format!("cannot remove {}: {e}", self.path(key).display()))),
+        }
+    }
+
+    fn keys(&self) -> Result<Vec<Key>, StoreError> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| StoreError(format!("{}: {e}", self.dir.display())))?;
+        let mut keys: Vec<Key> =
+            entries.flatten().filter_map(|e| key_of_file_name(&e.file_name().to_string_lossy())).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut self.warnings.borrow_mut())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// `u_<hex>`, `i_<hex>`, `p_<hex>`: any username is a safe file name. Names too long for one
+/// are cut and suffixed with a hash of the whole (FNV-1a 64; only such long names can collide).
+fn file_name(key: &Key) -> String {
+    let prefix = match key {
+        Key::User(_) => "u",
+        Key::Ip(_) => "i",
+        Key::Phone(_) => "p",
+    };
+    let bytes = key.value_bytes();
+    if bytes.len() <= 100 {
+        format!("{prefix}_{}", hex(bytes))
+    } else {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{prefix}_{}~{h:016x}", hex(&bytes[..100]))
+    }
+}
+
+fn key_of_file_name(name: &str) -> Option<Key> {
+    let (prefix, rest) = name.split_once('_')?;
+    if rest.contains('~') {
+        return None; // long names cannot be turned back into keys; status shows them by user
+    }
+    let bytes = unhex(rest)?;
+    match prefix {
+        "u" => Some(Key::User(bytes)),
+        "i" => Some(Key::Ip(String::from_utf8(bytes).ok()?)),
+        "p" => Some(Key::Phone(bytes)),
+        _ => None,
+    }
+}
+
+fn serialize(r: &Record, key: &Key) -> String {
+    let mut s = format!("{MAGIC}\nkey {} {}\nuntil {}\n", key.kind(), hex(key.value_bytes()), r.locked_until);
+    for t in &r.failures {
+        s.push_str(&format!("f {t}\n"));
+    }
+    s
+}
+
+fn parse(text: &str, key: &Key) -> Result<Record, String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(MAGIC) {
+        return Err("bad header".into());
+    }
+    let expected_key = format!("key {} {}", key.kind(), hex(key.value_bytes()));
+    if lines.next() != Some(expected_key.as_str()) {
+        return Err("wrong or missing key line".into());
+    }
+    let until = lines
+        .next()
+        .and_then(|l| l.strip_prefix("until "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or("bad until line")?;
+    let mut failures = Vec::new();
+    for l in lines {
+        let t = l.strip_prefix("f ").and_then(|v| v.parse::<u64>().ok()).ok_or("bad failure line")?;
+        failures.push(t);
+        if failures.len() > MAX_FAILURES_KEPT {
+            return Err("too many failure lines".into());
+        }
+    }
+    if !text.ends_with('\n') {
+        return Err("truncated".into());
+    }
+    Ok(Record { failures, locked_until: until })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Policy = Policy { max_failures: 3, window_s: 100, lock_s: 50 };
+
+    fn store() -> (tempdir::Dir, FileStore) {
+        let d = tempdir::Dir::new();
+        let s = FileStore::open(&d.0.join("lock"), 3600).unwrap();
+        (d, s)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "pam_portal-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn counts_locks_and_clears() {
+        let (_d, s) = store();
+        let k = Key::User(b"alice".to_vec());
+        assert_eq!(s.record_failure(&k, 1000, &P).unwrap().failures, 1);
+        assert_eq!(s.record_failure(&k, 1001, &P).unwrap().failures, 2);
+        assert!(s.record_failure(&k, 1002, &P).unwrap().triggered);
+        assert_eq!(s.tally(&k, 1010, &P).unwrap().locked_for, Some(42));
+        assert_eq!(s.keys().unwrap(), vec![k.clone()]);
+        s.clear(&k).unwrap();
+        assert_eq!(s.tally(&k, 1010, &P).unwrap(), Tally::default());
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_the_directory() {
+        let (d, s) = store();
+        for name in [&b"../../etc/passwd"[..], b"/", b"a\nb", b"%n%s", &[0xff, 0xfe][..], &[b'x'; 5000][..]] {
+            let k = Key::User(name.to_vec());
+            s.record_failure(&k, 1000, &P).unwrap();
+            assert_eq!(s.tally(&k, 1000, &P).unwrap().failures, 1);
+        }
+        let names: Vec<String> =
+            fs::read_dir(d.0.join("lock")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert!(names.iter().all(|n| !n.contains('/') && n.len() < 255), "{names:?}");
+        assert!(!d.0.join("etc").exists());
+    }
+
+    #[test]
+    fn damaged_record_is_replaced_and_reported() {
+        let (d, s) = store();
+        let k = Key::Ip("203.0.113.9".into());
+        s.record_failure(&k, 1000, &P).unwrap();
+        let path = d.0.join("lock").join(file_name(&k));
+        fs::write(&path, "garbage\x00\x01").unwrap();
+        assert_eq!(s.tally(&k, 1000, &P).unwrap().failures, 0);
+        assert_eq!(s.take_warnings().len(), 1);
+        assert_eq!(s.record_failure(&k, 1001, &P).unwrap().failures, 1);
+        assert!(fs::read_to_string(&path).unwrap().starts_with(MAGIC));
+    }
+
+    #[test]
+    fn round_trip_and_truncation_detected() {
+        let k = Key::Phone(b"bob".to_vec());
+        let r = Record { failures: vec![5, 6], locked_until: 9 };
+        let text = serialize(&r, &k);
+        assert_eq!(parse(&text, &k).unwrap(), r);
+        assert!(parse(&text[..text.len() - 1], &k).is_err());
+        assert!(parse(&text, &Key::Phone(b"eve".to_vec())).is_err());
+        assert_eq!(key_of_file_name(&file_name(&k)), Some(k));
+    }
+
+    #[test]
+    fn concurrent_threads_lose_nothing() {
+        let (_d, s) = store();
+        let dir = s.dir.clone();
+        let big = Policy { max_failures: 10_000, window_s: 3600, lock_s: 1 };
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let s = FileStore::open(&dir, 3600).unwrap();
+                    for _ in 0..25 {
+                        s.record_failure(&Key::Ip("10.0.0.1".into()), 1000, &big).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(s.tally(&Key::Ip("10.0.0.1".into()), 1000, &big).unwrap().failures, 200);
+    }
+
+    #[test]
+    fn refuses_world_writable_directory() {
+        let d = tempdir::Dir::new();
+        let dir = d.0.join("open");
+        fs::create_dir(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(FileStore::open(&dir, 10).is_err());
+    }
+}

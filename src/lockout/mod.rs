@@ -1,0 +1,172 @@
+//! Lockout state (SPEC §7): keys, the counting rules, and the store interface. The rules are
+//! plain functions over a `Record`; `files` keeps one record per key on disk.
+
+pub mod files;
+
+use crate::config::Policy;
+use std::fmt;
+
+/// What a record counts failures of.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    /// A username (raw bytes: PAM usernames need not be UTF-8).
+    User(Vec<u8>),
+    /// A client address, IPv6 already grouped by prefix (`access::address_key`).
+    Ip(String),
+    /// A user's phone factor.
+    Phone(Vec<u8>),
+}
+
+impl Key {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Key::User(_) => "user",
+            Key::Ip(_) => "ip",
+            Key::Phone(_) => "phone",
+        }
+    }
+    pub fn value_bytes(&self) -> &[u8] {
+        match self {
+            Key::User(b) | Key::Phone(b) => b,
+            Key::Ip(s) => s.as_bytes(),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind(), crate::audit::escape_bytes(self.value_bytes()))
+    }
+}
+
+/// The state of one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Times (Unix seconds) of the failures that still count, oldest first.
+    pub failures: Vec<u64>,
+    /// End of the current lock (Unix seconds); 0 = never locked.
+    pub locked_until: u64,
+}
+
+/// What a key looks like now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Failures inside the window.
+    pub failures: u32,
+    /// Seconds of lock left, if locked.
+    pub locked_for: Option<u64>,
+    /// Whether this very update started the lock.
+    pub triggered: bool,
+}
+
+/// The longest record we keep: a policy never needs more timestamps than its threshold.
+pub const MAX_FAILURES_KEPT: usize = 10_000;
+
+impl Record {
+    pub fn tally(&self, now: u64, policy: &Policy) -> Tally {
+        let locked_for = (self.locked_until > now).then(|| self.locked_until - now);
+        let failures = if locked_for.is_some() {
+            0
+        } else {
+            self.failures.iter().filter(|&&t| t + policy.window_s > now && t <= now).count() as u32
+        };
+        Tally { failures, locked_for, triggered: false }
+    }
+
+    /// Counts one failure at `now`. While locked nothing is counted. Reaching the threshold
+    /// starts a lock of `lock_s` and forgets the failures that led to it.
+    pub fn add_failure(&mut self, now: u64, policy: &Policy) -> Tally {
+        if self.locked_until > now {
+            return Tally { failures: 0, locked_for: Some(self.locked_until - now), triggered: false };
+        }
+        self.failures.retain(|&t| t + policy.window_s > now && t <= now);
+        self.failures.push(now);
+        let keep = (policy.max_failures as usize).min(MAX_FAILURES_KEPT);
+        if self.failures.len() > keep {
+            let drop = self.failures.len() - keep;
+            self.failures.drain(..drop);
+        }
+        if self.failures.len() >= policy.max_failures as usize {
+            self.failures.clear();
+            self.locked_until = now + policy.lock_s;
+            return Tally { failures: 0, locked_for: Some(policy.lock_s), triggered: true };
+        }
+        Tally { failures: self.failures.len() as u32, locked_for: None, triggered: false }
+    }
+
+    /// Whether nothing in the record can matter any more (it may be deleted).
+    pub fn is_stale(&self, now: u64, longest_window: u64) -> bool {
+        self.locked_until <= now && self.failures.iter().all(|&t| t + longest_window <= now)
+    }
+}
+
+/// A failure of the store: its state cannot be read or written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where lockout records live. Updates are atomic per key across processes.
+pub trait Store {
+    /// The key's state now (a missing record is an empty one).
+    fn tally(&self, key: &Key, now: u64, policy: &Policy) -> Result<Tally, StoreError>;
+    /// Counts one failure.
+    fn record_failure(&self, key: &Key, now: u64, policy: &Policy) -> Result<Tally, StoreError>;
+    /// Forgets the key (success of a username; an operator's reset).
+    fn clear(&self, key: &Key) -> Result<(), StoreError>;
+    /// Every key with a record.
+    fn keys(&self) -> Result<Vec<Key>, StoreError>;
+    /// Problems met while reading (damaged records replaced), for the log.
+    fn take_warnings(&self) -> Vec<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Policy = Policy { max_failures: 3, window_s: 100, lock_s: 50 };
+
+    #[test]
+    fn locks_at_threshold_and_forgets_after() {
+        let mut r = Record::default();
+        assert_eq!(r.add_failure(1000, &P).failures, 1);
+        assert_eq!(r.add_failure(1001, &P).failures, 2);
+        let t = r.add_failure(1002, &P);
+        assert!(t.triggered);
+        assert_eq!(t.locked_for, Some(50));
+        // Refused while locked: not counted.
+        let t = r.add_failure(1010, &P);
+        assert!(!t.triggered);
+        assert_eq!(t.locked_for, Some(42));
+        assert!(r.failures.is_empty());
+        // After the lock, the failures that led to it no longer count.
+        assert_eq!(r.tally(1052, &P), Tally::default());
+        assert_eq!(r.add_failure(1053, &P).failures, 1);
+    }
+
+    #[test]
+    fn failures_outside_window_do_not_count() {
+        let mut r = Record::default();
+        r.add_failure(1000, &P);
+        r.add_failure(1050, &P);
+        assert_eq!(r.add_failure(1101, &P).failures, 2);
+        assert_eq!(r.tally(1200, &P).failures, 1);
+        assert_eq!(r.tally(1201, &P).failures, 0);
+        assert!(r.is_stale(1300, 100));
+        assert!(!r.is_stale(1150, 100));
+    }
+
+    #[test]
+    fn record_is_bounded() {
+        let big = Policy { max_failures: 10_000, window_s: 1_000_000, lock_s: 1 };
+        let mut r = Record::default();
+        for i in 0..20_000 {
+            r.add_failure(1000 + i, &big);
+        }
+        assert!(r.failures.len() <= MAX_FAILURES_KEPT);
+    }
+}

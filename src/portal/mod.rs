@@ -1,0 +1,485 @@
+//! Typed portal calls (PROTOCOL.md §2). One `HttpPortal` per login: its ureq agent is built on
+//! the first call and reused for the others, so a login opens one connection and makes one TLS
+//! handshake. Nothing here lives in a static but parsed CA certificates (plain data).
+
+pub mod wire;
+
+use crate::config::PortalSettings;
+use crate::secret::Secret;
+use serde_json::Value;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::Agent;
+use wire::{as_list, flag, int, WireError};
+
+/// Largest answer read from the portal; a longer one is an outage, not a login.
+pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// The portal could not give a usable answer (down, slow, TLS, garbled, rate-limited, 401).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    Phone,
+    Totp,
+    Verisign,
+    Other(String),
+}
+
+impl Vendor {
+    fn from_key(k: &str) -> Vendor {
+        match k.to_ascii_uppercase().as_str() {
+            "PHONE_FACTOR" => Vendor::Phone,
+            "TOTP" => Vendor::Totp,
+            "VERISIGN" => Vendor::Verisign,
+            _ => Vendor::Other(k.to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub id: u64,
+    pub active: bool,
+    pub vendor: Vendor,
+}
+
+/// A `SoftLayer_User_Customer` as the look-up returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PortalUser {
+    pub id: u64,
+    pub username: String,
+    /// `userStatus.keyName`, upper case (`ACTIVE`, `VPN_ONLY`, …); empty if the portal sent none.
+    pub status: String,
+    pub ip_restriction: Option<String>,
+    pub secondary_login_required: bool,
+    pub ssl_vpn_allowed: bool,
+    pub answered: Vec<u64>,
+    pub bindings: Vec<Binding>,
+}
+
+impl PortalUser {
+    pub fn active_binding(&self, v: &Vendor) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.active && &b.vendor == v)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Question {
+    pub id: u64,
+    pub text: String,
+    pub display_order: i64,
+}
+
+/// What `getPortalLoginToken` said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A session token: password (and answer) right, nothing owed.
+    Token,
+    /// Unknown user or wrong password.
+    LoginFailed(String),
+    /// Wrong security answer (or one required and not sent).
+    BadAnswer(String),
+    /// The portal's own lock.
+    Locked(String),
+    /// The portal refused the caller's (the concentrator's) address.
+    IpRefused(String),
+    /// Password right; the account is in `state` (lower case, e.g. `vpn_only`).
+    UserStatus { state: String, message: String },
+    /// Password right; a second factor of this kind is owed.
+    FactorRequired(Vendor, String),
+}
+
+/// The portal as the login logic sees it.
+pub trait PortalApi {
+    /// §2.1: the user named exactly `username`, if any.
+    fn find_user(&mut self, username: &str) -> Result<Option<PortalUser>, Unavailable>;
+    /// §2.2: the security-question texts.
+    fn questions(&mut self) -> Result<Vec<Question>, Unavailable>;
+    /// §2.3: checks the password, and the answer when a question is given.
+    fn login(&mut self, username: &str, password: &Secret, answer: Option<(u64, &Secret)>) -> Result<Verdict, Unavailable>;
+}
+
+const USER_MASK: &str = "mask[id,username,userStatusId,userStatus[keyName,name],ipAddressRestriction,secondaryLoginRequiredFlag,sslVpnAllowedFlag,securityAnswers[questionId],externalBindings[id,active,vendor[keyName]]]";
+
+/// The HTTP implementation.
+pub struct HttpPortal<'a> {
+    settings: &'a PortalSettings,
+    agent: Option<Agent>,
+    /// All calls of one login share `connect_timeout + request_timeout`.
+    deadline: Instant,
+}
+
+impl<'a> HttpPortal<'a> {
+    pub fn new(settings: &'a PortalSettings) -> Self {
+        let budget = settings.connect_timeout + settings.request_timeout;
+        HttpPortal { settings, agent: None, deadline: Instant::now() + budget }
+    }
+
+    fn agent(&mut self) -> Result<Agent, Unavailable> {
+        if let Some(a) = &self.agent {
+            return Ok(a.clone());
+        }
+        let roots = match &self.settings.ca_file {
+            Some(path) => RootCerts::new_with_certs(&read_pem(path)?),
+            None => system_roots(),
+        };
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(self.settings.connect_timeout))
+            .user_agent(concat!("pam_portal/", env!("CARGO_PKG_VERSION")))
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .build()
+            .into();
+        self.agent = Some(agent.clone());
+        Ok(agent)
+    }
+
+    fn url(&self, service_method: &str) -> String {
+        format!("{}/{service_method}.json", self.settings.url)
+    }
+
+    fn basic_auth(&self) -> Result<String, Unavailable> {
+        match (&self.settings.api_user, &self.settings.api_key) {
+            (Some(u), Some(k)) => {
+                let mut raw = format!("{u}:{}", k.expose()).into_bytes();
+                let header = format!("Basic {}", wire::base64(&raw));
+                crate::secret::wipe(&mut raw);
+                Ok(header)
+            }
+            _ => Err(Unavailable("no service account (api_user, api_key) configured".into())),
+        }
+    }
+
+    /// One call; `post` = the JSON body. Returns the decoded answer.
+    fn call(&mut self, url: &str, auth: Option<String>, post: Option<String>) -> Result<Result<Value, WireError>, Unavailable> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(1) {
+            return Err(Unavailable("the portal did not answer within the time allowed".into()));
+        }
+        let agent = self.agent()?;
+        let sent = match post {
+            Some(body) => {
+                let mut req = agent.post(url).config().timeout_global(Some(left)).build();
+                req = req.header("Content-Type", "application/json").header("Accept", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.send(body)
+            }
+            None => {
+                let mut req = agent.get(url).config().timeout_global(Some(left)).build();
+                req = req.header("Accept", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
+            }
+        };
+        let mut resp = sent.map_err(|e| Unavailable(transport_error(&e)))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+            .map_err(|e| Unavailable(transport_error(&e)))?;
+        Ok(wire::decode(status, &bytes))
+    }
+}
+
+fn transport_error(e: &ureq::Error) -> String {
+    let mut s = match e {
+        ureq::Error::Timeout(_) => "the portal did not answer within the time allowed".to_string(),
+        ureq::Error::BodyExceedsLimit(n) => format!("the portal's answer is over {n} bytes"),
+        other => format!("cannot reach the portal: {other}"),
+    };
+    s.truncate(300);
+    s
+}
+
+fn unexpected(e: WireError) -> Unavailable {
+    match e {
+        WireError::Api { code, message } if code.ends_with("RateLimitExceeded") => {
+            Unavailable(format!("rate-limited by the portal: {message}"))
+        }
+        WireError::Api { code, message } if message.starts_with("Access Denied") => {
+            Unavailable(format!("the portal refused the service credentials ({code}): check api_user and the API key"))
+        }
+        WireError::Api { code, message } => Unavailable(format!("unexpected portal error {code}: {message}")),
+        WireError::Garbled(why) => Unavailable(format!("garbled portal answer: {why}")),
+    }
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, Unavailable> {
+    let pem = std::fs::read(path).map_err(|e| Unavailable(format!("cannot read ca_file {}: {e}", path.display())))?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(Unavailable(format!("ca_file {} holds no certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// The system's CA bundle, parsed once per process (plain data, safe across fork). Without a
+/// bundle, the Mozilla roots compiled into the module.
+fn system_roots() -> RootCerts {
+    static ROOTS: OnceLock<Option<Vec<Certificate<'static>>>> = OnceLock::new();
+    let roots = ROOTS.get_or_init(|| {
+        ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+            .iter()
+            .find_map(|p| read_pem(std::path::Path::new(p)).ok())
+    });
+    match roots {
+        Some(certs) => RootCerts::new_with_certs(certs),
+        None => RootCerts::WebPki,
+    }
+}
+
+impl PortalApi for HttpPortal<'_> {
+    fn find_user(&mut self, username: &str) -> Result<Option<PortalUser>, Unavailable> {
+        let filter = serde_json::json!({"users": {"username": {"operation": username}}}).to_string();
+        let url = format!(
+            "{}?objectFilter={}&objectMask={}",
+            self.url("SoftLayer_Account/getUsers"),
+            wire::url_encode(&filter),
+            wire::url_encode(USER_MASK)
+        );
+        let auth = self.basic_auth()?;
+        let value = self.call(&url, Some(auth), None)?.map_err(unexpected)?;
+        parse_users(value, username)
+    }
+
+    fn questions(&mut self) -> Result<Vec<Question>, Unavailable> {
+        let url = self.url("SoftLayer_User_Security_Question/getAllObjects");
+        let value = self.call(&url, None, None)?.map_err(unexpected)?;
+        parse_questions(value)
+    }
+
+    fn login(&mut self, username: &str, password: &Secret, answer: Option<(u64, &Secret)>) -> Result<Verdict, Unavailable> {
+        let params = match answer {
+            Some((id, a)) => vec![username.into(), password.expose().into(), id.into(), a.expose().into()],
+            None => vec![username.into(), password.expose().into(), Value::Null, Value::Null],
+        };
+        let mut body = wire::body(params);
+        let url = self.url("SoftLayer_User_Customer/getPortalLoginToken");
+        let answer = self.call(&url, None, Some(std::mem::take(&mut body)));
+        parse_verdict(answer?)
+    }
+}
+
+fn garbled(what: &str) -> Unavailable {
+    Unavailable(format!("garbled portal answer: {what}"))
+}
+
+/// The look-up answer: the one user whose name is exactly `username` (the filter is the
+/// server's; the comparison here keeps a filter-operator trick in a name from matching others).
+pub fn parse_users(value: Value, username: &str) -> Result<Option<PortalUser>, Unavailable> {
+    let list = as_list(value).ok_or_else(|| garbled("getUsers did not return a list"))?;
+    let mut found = None;
+    for item in list {
+        let u = parse_user(&item)?;
+        if u.username == username {
+            if found.is_some() {
+                return Err(garbled("getUsers returned the same username twice"));
+            }
+            found = Some(u);
+        }
+    }
+    Ok(found)
+}
+
+fn status_of_id(id: u64) -> &'static str {
+    match id {
+        1001 => "ACTIVE",
+        1002 => "DISABLED",
+        1003 => "INACTIVE",
+        1004 => "PENDING",
+        1005 => "SUSPENDED",
+        1006 => "IAMID_INVALID",
+        1021 => "CANCEL_PENDING",
+        1022 => "VPN_ONLY",
+        _ => "",
+    }
+}
+
+fn parse_user(v: &Value) -> Result<PortalUser, Unavailable> {
+    let o = v.as_object().ok_or_else(|| garbled("a user is not an object"))?;
+    let id = int(o.get("id")).ok_or_else(|| garbled("user id"))?;
+    let username = o.get("username").and_then(Value::as_str).ok_or_else(|| garbled("username"))?.to_string();
+    let status = match o.get("userStatus") {
+        Some(Value::Object(s)) => s.get("keyName").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase(),
+        None | Some(Value::Null) => int(o.get("userStatusId")).map(status_of_id).unwrap_or("").to_string(),
+        _ => return Err(garbled("userStatus")),
+    };
+    let ip_restriction = match o.get("ipAddressRestriction") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => return Err(garbled("ipAddressRestriction")),
+    };
+    let secondary_login_required =
+        flag(o.get("secondaryLoginRequiredFlag")).ok_or_else(|| garbled("secondaryLoginRequiredFlag"))?;
+    let ssl_vpn_allowed = flag(o.get("sslVpnAllowedFlag")).ok_or_else(|| garbled("sslVpnAllowedFlag"))?;
+    let answered = match o.get("securityAnswers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(a) => as_list(a.clone())
+            .ok_or_else(|| garbled("securityAnswers"))?
+            .iter()
+            .map(|x| int(x.get("questionId")).ok_or_else(|| garbled("securityAnswers.questionId")))
+            .collect::<Result<_, _>>()?,
+    };
+    let bindings = match o.get("externalBindings") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(b) => as_list(b.clone())
+            .ok_or_else(|| garbled("externalBindings"))?
+            .iter()
+            .map(|x| {
+                let id = int(x.get("id")).ok_or_else(|| garbled("externalBindings.id"))?;
+                let active = flag(x.get("active")).ok_or_else(|| garbled("externalBindings.active"))?;
+                let vendor = x
+                    .get("vendor")
+                    .and_then(|v| v.get("keyName"))
+                    .and_then(Value::as_str)
+                    .map(Vendor::from_key)
+                    .unwrap_or(Vendor::Other(String::new()));
+                Ok(Binding { id, active, vendor })
+            })
+            .collect::<Result<_, Unavailable>>()?,
+    };
+    Ok(PortalUser { id, username, status, ip_restriction, secondary_login_required, ssl_vpn_allowed, answered, bindings })
+}
+
+pub fn parse_questions(value: Value) -> Result<Vec<Question>, Unavailable> {
+    let list = as_list(value).ok_or_else(|| garbled("getAllObjects did not return a list"))?;
+    list.iter()
+        .map(|q| {
+            let id = int(q.get("id")).ok_or_else(|| garbled("question id"))?;
+            let text = q.get("question").and_then(Value::as_str).ok_or_else(|| garbled("question text"))?;
+            let display_order = q.get("displayOrder").and_then(Value::as_i64).unwrap_or(0);
+            Ok(Question { id, text: text.to_string(), display_order })
+        })
+        .collect()
+}
+
+pub fn parse_verdict(answer: Result<Value, WireError>) -> Result<Verdict, Unavailable> {
+    const P: &str = "SoftLayer_Exception_User_Customer_";
+    match answer {
+        Ok(v) => {
+            let ok = v.get("hash").and_then(Value::as_str).is_some_and(|h| !h.is_empty())
+                && v.get("userId").is_some_and(|u| u.is_u64());
+            if ok {
+                Ok(Verdict::Token)
+            } else {
+                Err(garbled("getPortalLoginToken answered without a token"))
+            }
+        }
+        Err(WireError::Api { code, message }) => {
+            let kind = code.strip_prefix(P).unwrap_or("");
+            Ok(match kind {
+                "LoginFailed" => Verdict::LoginFailed(message),
+                "AccountLocked" => Verdict::Locked(message),
+                "InvalidSecurityQuestionAnswer" => Verdict::BadAnswer(message),
+                "InvalidUserStatus" => {
+                    let state = message
+                        .strip_prefix("User account is currently ")
+                        .map(|s| s.trim_end_matches('.').trim().to_ascii_lowercase())
+                        .unwrap_or_default();
+                    Verdict::UserStatus { state, message }
+                }
+                "External_Binding_PhoneAuthenticationRequired" => Verdict::FactorRequired(Vendor::Phone, message),
+                "External_Binding_TotpAuthenticationRequired" => Verdict::FactorRequired(Vendor::Totp, message),
+                "External_Binding_SecurityCodeRequired" => Verdict::FactorRequired(Vendor::Verisign, message),
+                _ if code == "SoftLayer_Exception_Public" && message == "Unauthorized IP Address!" => {
+                    Verdict::IpRefused(message)
+                }
+                _ if code == "SoftLayer_Exception_Public" && message == "Invalid login credentials provided." => {
+                    Verdict::LoginFailed(message)
+                }
+                _ => return Err(unexpected(WireError::Api { code, message })),
+            })
+        }
+        Err(e) => Err(unexpected(e)),
+    }
+}
+
+/// The minutes a portal lock message names ("Account has been locked for 30 minutes.").
+pub fn lock_minutes(message: &str) -> Option<u64> {
+    message.split_whitespace().find_map(|w| w.parse::<u64>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn api(code: &str, msg: &str) -> Result<Value, WireError> {
+        Err(WireError::Api { code: code.into(), message: msg.into() })
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(parse_verdict(Ok(json!({"userId": 5, "hash": "abc"}))), Ok(Verdict::Token));
+        assert!(parse_verdict(Ok(json!({"userId": "x", "hash": 5}))).is_err());
+        assert!(parse_verdict(Ok(json!(true))).is_err());
+        assert_eq!(
+            parse_verdict(api("SoftLayer_Exception_User_Customer_LoginFailed", "Invalid login credentials provided.")),
+            Ok(Verdict::LoginFailed("Invalid login credentials provided.".into()))
+        );
+        assert!(matches!(
+            parse_verdict(api("SoftLayer_Exception_Public", "Unauthorized IP Address!")),
+            Ok(Verdict::IpRefused(_))
+        ));
+        assert!(matches!(
+            parse_verdict(api("SoftLayer_Exception_Public", "Invalid login credentials provided.")),
+            Ok(Verdict::LoginFailed(_))
+        ));
+        assert_eq!(
+            parse_verdict(api("SoftLayer_Exception_User_Customer_InvalidUserStatus", "User account is currently vpn_only.")),
+            Ok(Verdict::UserStatus { state: "vpn_only".into(), message: "User account is currently vpn_only.".into() })
+        );
+        assert!(matches!(
+            parse_verdict(api("SoftLayer_Exception_User_Customer_External_Binding_PhoneAuthenticationRequired", "x")),
+            Ok(Verdict::FactorRequired(Vendor::Phone, _))
+        ));
+        assert!(parse_verdict(api("SoftLayer_Exception_WebService_RateLimitExceeded", "Rate limit")).is_err());
+        assert!(parse_verdict(api("SoftLayer_Exception_Public", "Internal Error")).is_err());
+        assert!(parse_verdict(api("", "")).is_err());
+    }
+
+    #[test]
+    fn users_exact_match_and_tolerant_fields() {
+        let v = json!([{
+            "id": 5001, "username": "alice", "userStatus": {"keyName": "ACTIVE", "name": "Active"},
+            "ipAddressRestriction": "", "secondaryLoginRequiredFlag": 1, "sslVpnAllowedFlag": true,
+            "securityAnswers": [{"questionId": 122}, {"questionId": "123"}],
+            "externalBindings": {"id": 9, "active": true, "vendor": {"keyName": "phone_factor"}}
+        }]);
+        let u = parse_users(v.clone(), "alice").unwrap().unwrap();
+        assert_eq!(u.status, "ACTIVE");
+        assert_eq!(u.answered, vec![122, 123]);
+        assert!(u.secondary_login_required && u.ssl_vpn_allowed);
+        assert_eq!(u.ip_restriction, None);
+        assert!(u.active_binding(&Vendor::Phone).is_some());
+        assert_eq!(parse_users(v, "Alice").unwrap(), None);
+        assert_eq!(parse_users(json!({"id": 1, "username": "bob", "userStatusId": 1022}), "bob").unwrap().unwrap().status, "VPN_ONLY");
+        assert_eq!(parse_users(json!([]), "bob").unwrap(), None);
+        assert!(parse_users(json!([{"id": "x", "username": 7}]), "bob").is_err());
+        assert!(parse_users(json!("str"), "bob").is_err());
+    }
+
+    #[test]
+    fn questions_and_lock_minutes() {
+        let q = parse_questions(json!([{"id": 1, "question": "Pet?", "displayOrder": 2, "viewable": 1}])).unwrap();
+        assert_eq!(q[0].text, "Pet?");
+        assert!(parse_questions(json!("str")).is_err());
+        assert_eq!(lock_minutes("Account has been locked for 30 minutes."), Some(30));
+    }
+}
