@@ -23,7 +23,9 @@ impl Cidr {
             None => (t, None),
         };
         let addr = addr.trim_start_matches('[').trim_end_matches(']');
-        let ip: IpAddr = addr.parse().map_err(|_| format!("{t:?} is not an IP address or CIDR block"))?;
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{t:?} is not an IP address or CIDR block"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
         if prefix > max {
@@ -33,16 +35,24 @@ impl Cidr {
         if let IpAddr::V6(v6) = ip {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 if prefix >= 96 {
-                    return Ok(Cidr { net: mask(IpAddr::V4(v4), prefix - 96), prefix: prefix - 96 });
+                    return Ok(Cidr {
+                        net: mask(IpAddr::V4(v4), prefix - 96),
+                        prefix: prefix - 96,
+                    });
                 }
             }
         }
-        Ok(Cidr { net: mask(ip, prefix), prefix })
+        Ok(Cidr {
+            net: mask(ip, prefix),
+            prefix,
+        })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, ip) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => mask(ip, self.prefix) == self.net,
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+                mask(ip, self.prefix) == self.net
+            }
             _ => false,
         }
     }
@@ -66,12 +76,20 @@ pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
             IpAddr::V4(Ipv4Addr::from(bits & m))
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
             IpAddr::V6(Ipv6Addr::from(bits & m))
         }
     }
@@ -103,7 +121,10 @@ fn any_contains(list: &[Cidr], ip: IpAddr) -> bool {
 /// SPEC §4 step 2: the global lists. No address while `allow` is non-empty is not allowed.
 pub fn global_allows(access: &AccessSettings, ip: Option<IpAddr>) -> bool {
     match ip {
-        Some(ip) => !any_contains(&access.deny, ip) && (access.allow.is_empty() || any_contains(&access.allow, ip)),
+        Some(ip) => {
+            !any_contains(&access.deny, ip)
+                && (access.allow.is_empty() || any_contains(&access.allow, ip))
+        }
         None => access.allow.is_empty(),
     }
 }
@@ -127,16 +148,23 @@ pub fn user_allows(
     ip: Option<IpAddr>,
 ) -> Result<(), UserIpRefusal> {
     let restriction: Vec<Cidr> = portal_restriction
-        .map(|r| r.split([',', ' ', ';']).filter(|s| !s.trim().is_empty()).filter_map(|s| Cidr::parse(s).ok()).collect())
+        .map(|r| {
+            r.split([',', ' ', ';'])
+                .filter(|s| !s.trim().is_empty())
+                .filter_map(|s| Cidr::parse(s).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let restricted = portal_restriction.is_some_and(|r| !r.trim().is_empty());
     if let Some(u) = user {
         match ip {
-            Some(ip) => {
-                if any_contains(&u.deny, ip) || (!u.allow.is_empty() && !any_contains(&u.allow, ip)) {
-                    return Err(UserIpRefusal::Config);
-                }
+            Some(ip)
+                if any_contains(&u.deny, ip)
+                    || (!u.allow.is_empty() && !any_contains(&u.allow, ip)) =>
+            {
+                return Err(UserIpRefusal::Config);
             }
+            Some(_) => {}
             None if !u.allow.is_empty() => return Err(UserIpRefusal::NoAddress),
             None => {}
         }
@@ -215,32 +243,65 @@ mod tests {
         a.allow = vec![c("10.0.0.0/8")];
         assert!(global_allows(&a, Some(ip("10.1.1.1"))));
         assert!(!global_allows(&a, Some(ip("11.1.1.1"))));
-        assert!(!global_allows(&a, None), "no address while allow is non-empty");
+        assert!(
+            !global_allows(&a, None),
+            "no address while allow is non-empty"
+        );
     }
 
     #[test]
     fn user_policy_and_portal_restriction() {
-        let u = UserAccess { allow: vec![c("198.51.100.0/24")], deny: vec![c("198.51.100.66")] };
-        assert_eq!(user_allows(Some(&u), None, Some(ip("198.51.100.1"))), Ok(()));
-        assert_eq!(user_allows(Some(&u), None, Some(ip("198.51.100.66"))), Err(UserIpRefusal::Config));
-        assert_eq!(user_allows(Some(&u), None, Some(ip("10.0.0.1"))), Err(UserIpRefusal::Config));
-        assert_eq!(user_allows(Some(&u), None, None), Err(UserIpRefusal::NoAddress));
+        let u = UserAccess {
+            allow: vec![c("198.51.100.0/24")],
+            deny: vec![c("198.51.100.66")],
+        };
+        assert_eq!(
+            user_allows(Some(&u), None, Some(ip("198.51.100.1"))),
+            Ok(())
+        );
+        assert_eq!(
+            user_allows(Some(&u), None, Some(ip("198.51.100.66"))),
+            Err(UserIpRefusal::Config)
+        );
+        assert_eq!(
+            user_allows(Some(&u), None, Some(ip("10.0.0.1"))),
+            Err(UserIpRefusal::Config)
+        );
+        assert_eq!(
+            user_allows(Some(&u), None, None),
+            Err(UserIpRefusal::NoAddress)
+        );
         assert_eq!(user_allows(None, None, None), Ok(()));
         assert_eq!(user_allows(None, Some(""), Some(ip("10.0.0.1"))), Ok(()));
         let r = Some("192.168.0.0/16,fe80:021b::0/64");
         assert_eq!(user_allows(None, r, Some(ip("192.168.3.4"))), Ok(()));
         assert_eq!(user_allows(None, r, Some(ip("fe80:21b::9"))), Ok(()));
-        assert_eq!(user_allows(None, r, Some(ip("10.0.0.1"))), Err(UserIpRefusal::Portal));
+        assert_eq!(
+            user_allows(None, r, Some(ip("10.0.0.1"))),
+            Err(UserIpRefusal::Portal)
+        );
         assert_eq!(user_allows(None, r, None), Err(UserIpRefusal::NoAddress));
         // A restriction that does not parse matches nothing.
-        assert_eq!(user_allows(None, Some("garbage"), Some(ip("10.0.0.1"))), Err(UserIpRefusal::Portal));
+        assert_eq!(
+            user_allows(None, Some("garbage"), Some(ip("10.0.0.1"))),
+            Err(UserIpRefusal::Portal)
+        );
     }
 
     #[test]
     fn v6_grouping() {
-        assert_eq!(address_key(ip("2001:db8:1:2:aaaa::1"), 64), "2001:db8:1:2::/64");
-        assert_eq!(address_key(ip("2001:db8:1:2:bbbb::9"), 64), "2001:db8:1:2::/64");
-        assert_ne!(address_key(ip("2001:db8:1:3::1"), 64), address_key(ip("2001:db8:1:2::1"), 64));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:aaaa::1"), 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:bbbb::9"), 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(
+            address_key(ip("2001:db8:1:3::1"), 64),
+            address_key(ip("2001:db8:1:2::1"), 64)
+        );
         assert_eq!(address_key(ip("203.0.113.9"), 64), "203.0.113.9");
     }
 }

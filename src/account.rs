@@ -21,42 +21,98 @@ pub fn account<A: PortalApi>(
 ) -> (Decision, Option<PortalUser>) {
     let addr = access::parse_rhost(rhost);
     if !access::global_allows(&s.access, addr) {
-        return (Decision::account(Code::PAM_PERM_DENIED, Reason::IpDenied), None);
+        return (
+            Decision::account(Code::PAM_PERM_DENIED, Reason::IpDenied),
+            None,
+        );
     }
-    let mut keys = vec![(Key::User(user.0.clone()), &s.lockout.user, Reason::UserLocked)];
+    let mut keys = vec![(
+        Key::User(user.0.clone()),
+        &s.lockout.user,
+        Reason::UserLocked,
+    )];
     if let Some(a) = addr {
-        keys.push((Key::Ip(access::address_key(a, s.lockout.ipv6_prefix)), &s.lockout.ip, Reason::IpLocked));
+        keys.push((
+            Key::Ip(access::address_key(a, s.lockout.ipv6_prefix)),
+            &s.lockout.ip,
+            Reason::IpLocked,
+        ));
     }
-    keys.push((Key::Phone(user.0.clone()), &s.lockout.phone, Reason::PhoneLocked));
+    keys.push((
+        Key::Phone(user.0.clone()),
+        &s.lockout.phone,
+        Reason::PhoneLocked,
+    ));
     for (key, policy, reason) in &keys {
         match store.tally(key, now, policy) {
             Err(e) => return (Decision::store_error(e.0), None),
-            Ok(Tally { locked_for: Some(left), .. }) => return (Decision::locked(*reason, key.kind(), left), None),
+            Ok(Tally {
+                locked_for: Some(left),
+                ..
+            }) => return (Decision::locked(*reason, key.kind(), left), None),
             Ok(_) => {}
         }
     }
     let Some(name) = api_username(user) else {
-        return (Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown), None);
+        return (
+            Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown),
+            None,
+        );
     };
     let found = match known.filter(|u| u.username == name) {
         Some(u) => u,
         None => match portal.find_user(&name) {
             Ok(Some(u)) => u,
-            Ok(None) => return (Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown), None),
-            Err(Unavailable(why)) => return (Decision::unavailable(s.portal.on_unavailable, why), None),
+            Ok(None) => {
+                return (
+                    Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown),
+                    None,
+                )
+            }
+            Err(Unavailable(why)) => {
+                return (Decision::unavailable(s.portal.on_unavailable, why), None)
+            }
         },
     };
-    let refuse = |code, reason, detail: String| (Decision::account(code, reason).detail(detail), Some(found.clone()));
+    let refuse = |code, reason, detail: String| {
+        (
+            Decision::account(code, reason).detail(detail),
+            Some(found.clone()),
+        )
+    };
     if !state_admitted(&found.status, s.auth.is_vpn) {
-        let code = if found.status == "VPN_ONLY" { Code::PAM_PERM_DENIED } else { Code::PAM_ACCT_EXPIRED };
-        return refuse(code, Reason::AccountState, format!("state {}", found.status));
+        let code = if found.status == "VPN_ONLY" {
+            Code::PAM_PERM_DENIED
+        } else {
+            Code::PAM_ACCT_EXPIRED
+        };
+        return refuse(
+            code,
+            Reason::AccountState,
+            format!("state {}", found.status),
+        );
     }
     if s.auth.is_vpn && !found.ssl_vpn_allowed {
-        return refuse(Code::PAM_PERM_DENIED, Reason::VpnNotAllowed, "the user's sslVpnAllowedFlag is off".into());
+        return refuse(
+            Code::PAM_PERM_DENIED,
+            Reason::VpnNotAllowed,
+            "the user's sslVpnAllowedFlag is off".into(),
+        );
     }
-    let portal_policy = if s.portal.honor_ip_restriction { found.ip_restriction.as_deref() } else { None };
+    let portal_policy = if s.portal.honor_ip_restriction {
+        found.ip_restriction.as_deref()
+    } else {
+        None
+    };
     if access::user_allows(s.access.users.get(&name), portal_policy, addr).is_err() {
-        return refuse(Code::PAM_PERM_DENIED, Reason::IpNotAllowed, "the address is outside the user's IP policy".into());
+        return refuse(
+            Code::PAM_PERM_DENIED,
+            Reason::IpNotAllowed,
+            "the address is outside the user's IP policy".into(),
+        );
     }
-    (Decision::account(Code::PAM_SUCCESS, Reason::Ok), Some(found))
+    (
+        Decision::account(Code::PAM_SUCCESS, Reason::Ok),
+        Some(found),
+    )
 }

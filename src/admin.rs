@@ -54,7 +54,10 @@ fn parse(args: Vec<String>) -> Result<Parsed, Failure> {
     };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| Failure::Usage(format!("{name} needs a value")));
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| Failure::Usage(format!("{name} needs a value")))
+        };
         match a.as_str() {
             "--config" => p.config = PathBuf::from(value("--config")?),
             "--user" => p.user = Some(value("--user")?),
@@ -71,18 +74,26 @@ fn parse(args: Vec<String>) -> Result<Parsed, Failure> {
 }
 
 fn load(p: &Parsed) -> Result<(Settings, FileStore), Failure> {
-    let config = Config::load(&p.config).map_err(|e| Failure::Problem(format!("{e} (fix the file, then run `pam-portal check`)")))?;
+    let config = Config::load(&p.config).map_err(|e| {
+        Failure::Problem(format!("{e} (fix the file, then run `pam-portal check`)"))
+    })?;
     let s = config.for_service("");
-    let longest = [s.lockout.user.window_s, s.lockout.ip.window_s, s.lockout.phone.window_s, s.lockout.user.lock_s]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
+    let longest = [
+        s.lockout.user.window_s,
+        s.lockout.ip.window_s,
+        s.lockout.phone.window_s,
+        s.lockout.user.lock_s,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
     let store = FileStore::open(&s.lockout.dir, longest).map_err(|e| Failure::Problem(e.0))?;
     Ok((s, store))
 }
 
 fn ip_key(s: &Settings, text: &str) -> Result<Key, Failure> {
-    let ip = access::parse_rhost(Some(text)).ok_or_else(|| Failure::Usage(format!("{text:?} is not an IP address")))?;
+    let ip = access::parse_rhost(Some(text))
+        .ok_or_else(|| Failure::Usage(format!("{text:?} is not an IP address")))?;
     Ok(Key::Ip(access::address_key(ip, s.lockout.ipv6_prefix)))
 }
 
@@ -108,7 +119,10 @@ fn run(args: Vec<String>) -> Result<i32, Failure> {
 fn status(p: &Parsed) -> Result<i32, Failure> {
     let (s, store) = load(p)?;
     let keys = match (&p.user, &p.ip) {
-        (Some(u), None) => vec![Key::User(u.as_bytes().to_vec()), Key::Phone(u.as_bytes().to_vec())],
+        (Some(u), None) => vec![
+            Key::User(u.as_bytes().to_vec()),
+            Key::Phone(u.as_bytes().to_vec()),
+        ],
         (None, Some(ip)) => vec![ip_key(&s, ip)?],
         (None, None) => store.keys().map_err(|e| Failure::Problem(e.0))?,
         _ => return Err(Failure::Usage("give --user or --ip, not both".into())),
@@ -117,7 +131,9 @@ fn status(p: &Parsed) -> Result<i32, Failure> {
     let mut rows = Vec::new();
     for key in keys {
         let pol = policy(&s, &key);
-        let t = store.tally(&key, now, pol).map_err(|e| Failure::Problem(e.0))?;
+        let t = store
+            .tally(&key, now, pol)
+            .map_err(|e| Failure::Problem(e.0))?;
         rows.push((key, t, *pol));
     }
     for w in store.take_warnings() {
@@ -139,11 +155,18 @@ fn status(p: &Parsed) -> Result<i32, Failure> {
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
-        println!("{:<6} {:<40} {:>9} {}", "KIND", "KEY", "FAILURES", "LOCK");
+        println!("{:<6} {:<40} {:>9} LOCK", "KIND", "KEY", "FAILURES");
         for (k, t, pol) in &rows {
-            let lock = t.locked_for.map_or_else(|| "-".to_string(), |l| format!("locked, {l} s left"));
+            let lock = t
+                .locked_for
+                .map_or_else(|| "-".to_string(), |l| format!("locked, {l} s left"));
             let fails = format!("{}/{}", t.failures, pol.max_failures);
-            println!("{:<6} {:<40} {:>9} {lock}", k.kind(), audit::escape_bytes(k.value_bytes()), fails);
+            println!(
+                "{:<6} {:<40} {:>9} {lock}",
+                k.kind(),
+                audit::escape_bytes(k.value_bytes()),
+                fails
+            );
         }
     }
     Ok(0)
@@ -156,12 +179,24 @@ fn reset(p: &Parsed) -> Result<i32, Failure> {
         (None, Some(ip), None, false) => vec![ip_key(&s, ip)?],
         (None, None, Some(u), false) => vec![Key::Phone(u.as_bytes().to_vec())],
         (None, None, None, true) => store.keys().map_err(|e| Failure::Problem(e.0))?,
-        _ => return Err(Failure::Usage("reset takes exactly one of --user, --ip, --phone, --all".into())),
+        _ => {
+            return Err(Failure::Usage(
+                "reset takes exactly one of --user, --ip, --phone, --all".into(),
+            ))
+        }
     };
-    let by = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| format!("uid {}", crate::pam::geteuid()));
+    let by = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {}", crate::pam::geteuid()));
     for key in keys {
         store.clear(&key).map_err(|e| Failure::Problem(e.0))?;
-        let line = format!("result=reset {}={} by={}", key.kind(), audit::escape_bytes(key.value_bytes()), audit::escape(&by));
+        let line = format!(
+            "result=reset {}={} by={}",
+            key.kind(),
+            audit::escape_bytes(key.value_bytes()),
+            audit::escape(&by)
+        );
         crate::pam::syslog_authpriv(libc::LOG_NOTICE, &line);
         println!("{line}");
     }

@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(escape(""), "\"\"");
         assert_eq!(escape_bytes(&[0xff, b'a']), "\\xffa");
         assert!(escape(&"x".repeat(1000)).len() < 140);
-        let l = Line::new().word("result", "fail").text("user", b"a b").finish();
+        let l = Line::new()
+            .word("result", "fail")
+            .text("user", b"a b")
+            .finish();
         assert_eq!(l, "result=fail user=a\\x20b");
     }
 }

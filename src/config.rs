@@ -148,10 +148,17 @@ struct RawUserAccess {
 // ---------------------------------------------------------------------------------------------
 // Values checked while parsing, so that toml reports the offending value's line.
 
-fn ranged<'de, D: Deserializer<'de>>(d: D, min: u64, max: u64, what: &str) -> Result<Option<u64>, D::Error> {
+fn ranged<'de, D: Deserializer<'de>>(
+    d: D,
+    min: u64,
+    max: u64,
+    what: &str,
+) -> Result<Option<u64>, D::Error> {
     let v = u64::deserialize(d)?;
     if v < min || v > max {
-        return Err(serde::de::Error::custom(format!("{what} must be between {min} and {max}, not {v}")));
+        return Err(serde::de::Error::custom(format!(
+            "{what} must be between {min} and {max}, not {v}"
+        )));
     }
     Ok(Some(v))
 }
@@ -181,15 +188,21 @@ struct PortalUrl(String);
 impl<'de> Deserialize<'de> for PortalUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        check_url(&s).map(PortalUrl).map_err(serde::de::Error::custom)
+        check_url(&s)
+            .map(PortalUrl)
+            .map_err(serde::de::Error::custom)
     }
 }
 
 fn check_url(s: &str) -> Result<String, String> {
-    let (scheme, rest) = s.split_once("://").ok_or_else(|| format!("url {s:?} has no scheme"))?;
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| format!("url {s:?} has no scheme"))?;
     let host_port = rest.split('/').next().unwrap_or("");
     if host_port.is_empty() || rest.contains(['?', '#', ' ']) || host_port.contains('@') {
-        return Err(format!("url {s:?} is not a plain https://host[:port]/path URL"));
+        return Err(format!(
+            "url {s:?} is not a plain https://host[:port]/path URL"
+        ));
     }
     let host = if let Some(h) = host_port.strip_prefix('[') {
         h.split(']').next().unwrap_or("")
@@ -200,9 +213,13 @@ fn check_url(s: &str) -> Result<String, String> {
         "https" => {}
         "http" => {
             let loopback = host == "localhost"
-                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             if !loopback {
-                return Err(format!("url {s:?}: http:// is accepted only for loopback hosts; use https://"));
+                return Err(format!(
+                    "url {s:?}: http:// is accepted only for loopback hosts; use https://"
+                ));
             }
         }
         _ => return Err(format!("url {s:?}: the scheme must be https")),
@@ -217,7 +234,9 @@ impl<'de> Deserialize<'de> for PromptText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if s.len() > 512 || s.contains('\0') {
-            return Err(serde::de::Error::custom("a prompt must be at most 512 bytes, without NUL"));
+            return Err(serde::de::Error::custom(
+                "a prompt must be at most 512 bytes, without NUL",
+            ));
         }
         Ok(PromptText(s))
     }
@@ -338,16 +357,23 @@ pub struct Settings {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 impl Config {
     /// Reads, checks the permissions of, and validates the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
         check_owner_and_mode(path, &meta, false)?;
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
         let cfg = Self::parse(&text, path)?;
         if cfg.inline_key && meta.mode() & 0o044 != 0 {
             return Err(ConfigError(format!(
@@ -370,14 +396,19 @@ impl Config {
             }
         })?;
         let key_err = |key: &str, msg: String| {
-            let line = find_key_line(text, key).map(|n| format!(" line {n}")).unwrap_or_default();
+            let line = find_key_line(text, key)
+                .map(|n| format!(" line {n}"))
+                .unwrap_or_default();
             ConfigError(format!("{shown}{line}: {key}: {msg}"))
         };
 
         let p = raw.portal;
         let inline_key = p.api_key.is_some();
         if p.api_key.is_some() && p.api_key_file.is_some() {
-            return Err(key_err("api_key", "set api_key or api_key_file, not both".into()));
+            return Err(key_err(
+                "api_key",
+                "set api_key or api_key_file, not both".into(),
+            ));
         }
         let api_key = match (&p.api_key, &p.api_key_file) {
             (Some(k), None) => Some(Secret::new(k.trim().to_string())),
@@ -385,11 +416,17 @@ impl Config {
             _ => None,
         };
         if api_key.is_some() != p.api_user.is_some() {
-            return Err(key_err("api_user", "api_user and an API key go together".into()));
+            return Err(key_err(
+                "api_user",
+                "api_user and an API key go together".into(),
+            ));
         }
         if let Some(ca) = &p.ca_file {
             if !ca.is_file() {
-                return Err(key_err("ca_file", format!("{} is not a readable file", ca.display())));
+                return Err(key_err(
+                    "ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                ));
             }
         }
         let portal = PortalSettings {
@@ -414,17 +451,26 @@ impl Config {
         };
         let ip_raw = l.ip.unwrap_or_default();
         let lockout = LockoutSettings {
-            dir: l.dir.unwrap_or_else(|| PathBuf::from("/var/lib/pam_portal")),
+            dir: l
+                .dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/pam_portal")),
             user: policy(l.user, DEFAULT_USER_POLICY),
             ip: policy(
-                Some(RawPolicy { max_failures: ip_raw.max_failures, window_s: ip_raw.window_s, lock_s: ip_raw.lock_s }),
+                Some(RawPolicy {
+                    max_failures: ip_raw.max_failures,
+                    window_s: ip_raw.window_s,
+                    lock_s: ip_raw.lock_s,
+                }),
                 DEFAULT_USER_POLICY,
             ),
             ipv6_prefix: ip_raw.ipv6_prefix.unwrap_or(64),
             phone: policy(l.phone, DEFAULT_PHONE_POLICY),
         };
         if !lockout.dir.is_absolute() {
-            return Err(key_err("dir", "the lockout directory must be an absolute path".into()));
+            return Err(key_err(
+                "dir",
+                "the lockout directory must be an absolute path".into(),
+            ));
         }
 
         let access = AccessSettings {
@@ -434,26 +480,58 @@ impl Config {
                 .access
                 .users
                 .into_iter()
-                .map(|(k, v)| (k, UserAccess { allow: v.allow, deny: v.deny }))
+                .map(|(k, v)| {
+                    (
+                        k,
+                        UserAccess {
+                            allow: v.allow,
+                            deny: v.deny,
+                        },
+                    )
+                })
                 .collect(),
         };
 
-        let services: BTreeMap<String, (RawAuth, RawPrompts)> =
-            raw.services.into_iter().map(|(k, v)| (k, (v.auth, v.prompts))).collect();
-        let config = Config { path: path.to_path_buf(), portal, lockout, access, auth: raw.auth, prompts: raw.prompts, services };
+        let services: BTreeMap<String, (RawAuth, RawPrompts)> = raw
+            .services
+            .into_iter()
+            .map(|(k, v)| (k, (v.auth, v.prompts)))
+            .collect();
+        let config = Config {
+            path: path.to_path_buf(),
+            portal,
+            lockout,
+            access,
+            auth: raw.auth,
+            prompts: raw.prompts,
+            services,
+        };
 
         // Cross-key checks, per service profile: the phone wait must end before the host gives up.
         let mut names: Vec<String> = config.services.keys().cloned().collect();
-        names.extend(config.auth.vpn_services.clone().unwrap_or_else(default_vpn_services));
+        names.extend(
+            config
+                .auth
+                .vpn_services
+                .clone()
+                .unwrap_or_else(default_vpn_services),
+        );
         names.push(String::new());
         for name in names {
             let s = config.for_service(&name);
             let limit = if s.auth.is_vpn { 60 } else { 120 };
             if s.auth.phone_timeout_s >= limit {
-                let whose = if name.is_empty() { String::new() } else { format!(" (service {name})") };
+                let whose = if name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (service {name})")
+                };
                 return Err(key_err(
                     "phone_timeout_s",
-                    format!("{}{whose} must be below {limit} s for this service's host", s.auth.phone_timeout_s),
+                    format!(
+                        "{}{whose} must be below {limit} s for this service's host",
+                        s.auth.phone_timeout_s
+                    ),
                 ));
             }
         }
@@ -465,19 +543,34 @@ impl Config {
         let (sa, sp) = self.services.get(service).cloned().unwrap_or_default();
         let a = &self.auth;
         let p = &self.prompts;
-        let vpn = sa.vpn_services.clone().or_else(|| a.vpn_services.clone()).unwrap_or_else(default_vpn_services);
+        let vpn = sa
+            .vpn_services
+            .clone()
+            .or_else(|| a.vpn_services.clone())
+            .unwrap_or_else(default_vpn_services);
         let auth = AuthSettings {
-            second_factor: sa.second_factor.or(a.second_factor).unwrap_or(SecondFactor::Auto),
-            require_second_factor: sa.require_second_factor.or(a.require_second_factor).unwrap_or(true),
+            second_factor: sa
+                .second_factor
+                .or(a.second_factor)
+                .unwrap_or(SecondFactor::Auto),
+            require_second_factor: sa
+                .require_second_factor
+                .or(a.require_second_factor)
+                .unwrap_or(true),
             is_vpn: vpn.iter().any(|v| v == service),
-            question_choice: sa.question_choice.or(a.question_choice).unwrap_or(QuestionChoice::Random),
+            question_choice: sa
+                .question_choice
+                .or(a.question_choice)
+                .unwrap_or(QuestionChoice::Random),
             phone_timeout_s: sa.phone_timeout_s.or(a.phone_timeout_s).unwrap_or(45),
             phone_poll_ms: sa.phone_poll_ms.or(a.phone_poll_ms).unwrap_or(1000),
             fail_delay_ms: sa.fail_delay_ms.or(a.fail_delay_ms).unwrap_or(2000),
             show_reasons: sa.show_reasons.or(a.show_reasons).unwrap_or(false),
         };
         let text = |s: &Option<PromptText>, g: &Option<PromptText>, d: &str| {
-            s.as_ref().or(g.as_ref()).map_or_else(|| d.to_string(), |t| t.0.clone())
+            s.as_ref()
+                .or(g.as_ref())
+                .map_or_else(|| d.to_string(), |t| t.0.clone())
         };
         let prompts = PromptSettings {
             password: text(&sp.password, &p.password, "Password: "),
@@ -512,28 +605,49 @@ fn default_vpn_services() -> Vec<String> {
     vec!["openvpn".to_string(), "ocserv".to_string()]
 }
 
-pub const DEFAULT_USER_POLICY: Policy = Policy { max_failures: 10, window_s: 1800, lock_s: 1800 };
-pub const DEFAULT_PHONE_POLICY: Policy = Policy { max_failures: 5, window_s: 3600, lock_s: 3600 };
+pub const DEFAULT_USER_POLICY: Policy = Policy {
+    max_failures: 10,
+    window_s: 1800,
+    lock_s: 1800,
+};
+pub const DEFAULT_PHONE_POLICY: Policy = Policy {
+    max_failures: 5,
+    window_s: 3600,
+    lock_s: 3600,
+};
 
 /// The line where `key = ` first appears (for errors found after parsing).
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        let t = l.trim_start();
-        t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 /// Owned by root or by the effective user; not writable by group or others.
-fn check_owner_and_mode(path: &Path, meta: &std::fs::Metadata, secret: bool) -> Result<(), ConfigError> {
+fn check_owner_and_mode(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    secret: bool,
+) -> Result<(), ConfigError> {
     let shown = path.display();
     let euid = crate::pam::geteuid();
     if meta.uid() != 0 && meta.uid() != euid {
-        return Err(ConfigError(format!("{shown}: owned by uid {}, must be owned by root", meta.uid())));
+        return Err(ConfigError(format!(
+            "{shown}: owned by uid {}, must be owned by root",
+            meta.uid()
+        )));
     }
     let forbidden = if secret { 0o066 } else { 0o022 };
     if meta.mode() & forbidden != 0 {
-        let what = if secret { "readable or writable" } else { "writable" };
+        let what = if secret {
+            "readable or writable"
+        } else {
+            "writable"
+        };
         return Err(ConfigError(format!(
             "{shown}: {what} by group or others (mode {:o}); chmod {} it",
             meta.mode() & 0o777,
@@ -580,22 +694,34 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let e = parse("[portal]\nurl = \"https://a.example\"\n\n[auth]\nsecond_factr = \"none\"\n").unwrap_err();
+        let e = parse("[portal]\nurl = \"https://a.example\"\n\n[auth]\nsecond_factr = \"none\"\n")
+            .unwrap_err();
         assert!(e.0.contains("line 5"), "{e}");
         assert!(e.0.contains("second_factr"), "{e}");
     }
 
     #[test]
     fn bad_cidr_names_line() {
-        let e = parse("[portal]\nurl = \"https://a.example\"\n[access]\ndeny = [\"10.0.0.0/33\"]\n").unwrap_err();
+        let e =
+            parse("[portal]\nurl = \"https://a.example\"\n[access]\ndeny = [\"10.0.0.0/33\"]\n")
+                .unwrap_err();
         assert!(e.0.contains("line 4"), "{e}");
         assert!(e.0.contains("10.0.0.0/33"), "{e}");
     }
 
     #[test]
     fn partial_table_keeps_other_defaults() {
-        let c = parse("[portal]\nurl = \"https://a.example\"\n[lockout]\nip = { max_failures = 3 }\n").unwrap();
-        assert_eq!(c.lockout.ip, Policy { max_failures: 3, window_s: 1800, lock_s: 1800 });
+        let c =
+            parse("[portal]\nurl = \"https://a.example\"\n[lockout]\nip = { max_failures = 3 }\n")
+                .unwrap();
+        assert_eq!(
+            c.lockout.ip,
+            Policy {
+                max_failures: 3,
+                window_s: 1800,
+                lock_s: 1800
+            }
+        );
     }
 
     #[test]
@@ -632,13 +758,18 @@ mod tests {
     #[test]
     fn phone_timeout_bounded_by_host() {
         assert!(parse("[portal]\nurl = \"https://a.example\"\n[auth]\nphone_timeout_s = 90\nvpn_services = []\n").is_ok());
-        let e = parse("[portal]\nurl = \"https://a.example\"\n[auth]\nphone_timeout_s = 90\n").unwrap_err();
-        assert!(e.0.contains("phone_timeout_s") && e.0.contains("openvpn"), "{e}");
+        let e = parse("[portal]\nurl = \"https://a.example\"\n[auth]\nphone_timeout_s = 90\n")
+            .unwrap_err();
+        assert!(
+            e.0.contains("phone_timeout_s") && e.0.contains("openvpn"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_enum_value_names_line() {
-        let e = parse("[portal]\nurl = \"https://a.example\"\non_unavailable = \"maybe\"\n").unwrap_err();
+        let e = parse("[portal]\nurl = \"https://a.example\"\non_unavailable = \"maybe\"\n")
+            .unwrap_err();
         assert!(e.0.contains("line 3"), "{e}");
     }
 }

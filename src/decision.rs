@@ -27,7 +27,10 @@ pub const MSG_UNAUTHORIZED_IP: &str = "Unauthorized IP Address!";
 pub const MSG_UNAVAILABLE: &str = "The login service is unavailable; try again later.";
 
 pub fn msg_locked(seconds_left: u64) -> String {
-    format!("Account has been locked for {} minutes.", seconds_left.div_ceil(60).max(1))
+    format!(
+        "Account has been locked for {} minutes.",
+        seconds_left.div_ceil(60).max(1)
+    )
 }
 
 /// The real cause, as logged (`reason=`).
@@ -129,17 +132,34 @@ pub struct Decision {
 
 impl Decision {
     fn new(code: Code, reason: Reason, message: Option<String>) -> Self {
-        Decision { code, reason, message, factor: Factor::None, counted: false, lock_left: None, locked: None, detail: None }
+        Decision {
+            code,
+            reason,
+            message,
+            factor: Factor::None,
+            counted: false,
+            lock_left: None,
+            locked: None,
+            detail: None,
+        }
     }
     pub fn success(factor: Factor) -> Self {
         Decision::new(Code::PAM_SUCCESS, Reason::Ok, None).factor(factor)
     }
     /// `PAM_AUTH_ERR` with the generic message (or `shown` when `show_reasons` allows it).
     pub fn refused(reason: Reason, shown: Option<String>) -> Self {
-        Decision::new(Code::PAM_AUTH_ERR, reason, Some(shown.unwrap_or_else(|| MSG_INVALID.to_string())))
+        Decision::new(
+            Code::PAM_AUTH_ERR,
+            reason,
+            Some(shown.unwrap_or_else(|| MSG_INVALID.to_string())),
+        )
     }
     pub fn ip_denied() -> Self {
-        Decision::new(Code::PAM_PERM_DENIED, Reason::IpDenied, Some(MSG_UNAUTHORIZED_IP.to_string()))
+        Decision::new(
+            Code::PAM_PERM_DENIED,
+            Reason::IpDenied,
+            Some(MSG_UNAUTHORIZED_IP.to_string()),
+        )
     }
     pub fn locked(reason: Reason, which: &'static str, seconds_left: u64) -> Self {
         let mut d = Decision::new(Code::PAM_MAXTRIES, reason, Some(msg_locked(seconds_left)));
@@ -149,10 +169,14 @@ impl Decision {
     }
     pub fn unavailable(on: OnUnavailable, detail: String) -> Self {
         let d = match on {
-            OnUnavailable::Deny => {
-                Decision::new(Code::PAM_AUTHINFO_UNAVAIL, Reason::PortalUnavailable, Some(MSG_UNAVAILABLE.to_string()))
+            OnUnavailable::Deny => Decision::new(
+                Code::PAM_AUTHINFO_UNAVAIL,
+                Reason::PortalUnavailable,
+                Some(MSG_UNAVAILABLE.to_string()),
+            ),
+            OnUnavailable::Ignore => {
+                Decision::new(Code::PAM_IGNORE, Reason::PortalUnavailable, None)
             }
-            OnUnavailable::Ignore => Decision::new(Code::PAM_IGNORE, Reason::PortalUnavailable, None),
         };
         d.detail(detail)
     }
@@ -187,8 +211,12 @@ impl Decision {
     pub fn result(&self) -> &'static str {
         match self.code {
             Code::PAM_SUCCESS => "success",
-            Code::PAM_AUTHINFO_UNAVAIL | Code::PAM_IGNORE | Code::PAM_SERVICE_ERR | Code::PAM_SYSTEM_ERR
-            | Code::PAM_CONV_ERR | Code::PAM_ABORT => "error",
+            Code::PAM_AUTHINFO_UNAVAIL
+            | Code::PAM_IGNORE
+            | Code::PAM_SERVICE_ERR
+            | Code::PAM_SYSTEM_ERR
+            | Code::PAM_CONV_ERR
+            | Code::PAM_ABORT => "error",
             _ => "fail",
         }
     }
@@ -209,12 +237,26 @@ mod tests {
 
     #[test]
     fn codes_of_section_5() {
-        assert_eq!(Decision::refused(Reason::BadPassword, None).code, Code::PAM_AUTH_ERR);
-        assert_eq!(Decision::refused(Reason::BadPassword, None).message.as_deref(), Some(MSG_INVALID));
+        assert_eq!(
+            Decision::refused(Reason::BadPassword, None).code,
+            Code::PAM_AUTH_ERR
+        );
+        assert_eq!(
+            Decision::refused(Reason::BadPassword, None)
+                .message
+                .as_deref(),
+            Some(MSG_INVALID)
+        );
         assert_eq!(Decision::ip_denied().code, Code::PAM_PERM_DENIED);
-        assert_eq!(Decision::locked(Reason::UserLocked, "user", 5).code, Code::PAM_MAXTRIES);
+        assert_eq!(
+            Decision::locked(Reason::UserLocked, "user", 5).code,
+            Code::PAM_MAXTRIES
+        );
         let u = Decision::unavailable(OnUnavailable::Deny, "x".into());
-        assert_eq!((u.code, u.message.as_deref()), (Code::PAM_AUTHINFO_UNAVAIL, Some(MSG_UNAVAILABLE)));
+        assert_eq!(
+            (u.code, u.message.as_deref()),
+            (Code::PAM_AUTHINFO_UNAVAIL, Some(MSG_UNAVAILABLE))
+        );
         let i = Decision::unavailable(OnUnavailable::Ignore, "x".into());
         assert_eq!((i.code, i.message), (Code::PAM_IGNORE, None));
     }

@@ -6,6 +6,12 @@
 //! → `access.rs` / `lockout/` (early refusals) → `pam/` (prompts) → `portal/` (HTTP calls) →
 //! `decision.rs` (code, message, reason) → `audit.rs` (message and log line) → back here.
 #![deny(unsafe_code)]
+// Library code never unwraps or panics: a panic in sshd's monitor would cost the host a login
+// (pam-bindings turns it into PAM_ABORT). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod access;
 pub mod account;
@@ -43,7 +49,10 @@ pub struct Args {
 
 impl Args {
     pub fn parse(args: &[&CStr]) -> Result<Args, String> {
-        let mut out = Args { config: PathBuf::from(config::DEFAULT_PATH), options: Options::default() };
+        let mut out = Args {
+            config: PathBuf::from(config::DEFAULT_PATH),
+            options: Options::default(),
+        };
         for a in args {
             let a = a.to_string_lossy();
             match a.as_ref() {
@@ -64,18 +73,30 @@ impl Args {
 }
 
 /// Arguments, configuration and store for one hook call; a refusal already logged otherwise.
-fn prepare(pam: &LibPam<'_>, args: &[&CStr], service: &str) -> Result<(Args, Settings, FileStore), Decision> {
+fn prepare(
+    pam: &LibPam<'_>,
+    args: &[&CStr],
+    service: &str,
+) -> Result<(Args, Settings, FileStore), Decision> {
     let parsed = Args::parse(args).map_err(Decision::bad_config)?;
     let config = Config::load(&parsed.config).map_err(|e| Decision::bad_config(e.0))?;
     let settings = config.for_service(service);
-    let longest = [settings.lockout.user.window_s, settings.lockout.ip.window_s, settings.lockout.phone.window_s]
-        .into_iter()
-        .max()
-        .unwrap_or(0)
-        .max(settings.lockout.user.lock_s);
-    let store = FileStore::open(&settings.lockout.dir, longest).map_err(|e| Decision::store_error(e.0))?;
+    let longest = [
+        settings.lockout.user.window_s,
+        settings.lockout.ip.window_s,
+        settings.lockout.phone.window_s,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+    .max(settings.lockout.user.lock_s);
+    let store =
+        FileStore::open(&settings.lockout.dir, longest).map_err(|e| Decision::store_error(e.0))?;
     if parsed.options.debug {
-        pam.log(Priority::Debug, &format!("debug: configuration {} loaded", parsed.config.display()));
+        pam.log(
+            Priority::Debug,
+            &format!("debug: configuration {} loaded", parsed.config.display()),
+        );
     }
     Ok((parsed, settings, store))
 }
@@ -104,12 +125,24 @@ impl PamHooks for PamPortal {
             Err(d) => (d, None, None),
             Ok((parsed, settings, store)) => {
                 let mut portal = HttpPortal::new(&settings.portal);
-                let out = login::authenticate(&mut pam, &settings, parsed.options, &mut portal, &store, &RealWorld);
+                let out = login::authenticate(
+                    &mut pam,
+                    &settings,
+                    parsed.options,
+                    &mut portal,
+                    &store,
+                    &RealWorld,
+                );
                 log_store_warnings(&pam, &store);
                 (out.decision, out.user, out.found)
             }
         };
-        let who = Who { hook: "auth", user: user.as_ref().map(|u| u.0.as_slice()), rhost: rhost.as_deref(), service: &service };
+        let who = Who {
+            hook: "auth",
+            user: user.as_ref().map(|u| u.0.as_slice()),
+            rhost: rhost.as_deref(),
+            service: &service,
+        };
         audit::report(&mut pam, &decision, &who);
         if let (Some(u), Some(f)) = (user, found) {
             pam.set_data::<(Vec<u8>, PortalUser)>(DATA_USER, (u.0, f));
@@ -131,12 +164,25 @@ impl PamHooks for PamPortal {
                     .filter(|(name, _)| *name == u.0)
                     .map(|(_, found)| found);
                 let mut portal = HttpPortal::new(&settings.portal);
-                let (d, _) = account::account(u, rhost.as_deref(), &settings, known, &mut portal, &store, RealWorld.now());
+                let (d, _) = account::account(
+                    u,
+                    rhost.as_deref(),
+                    &settings,
+                    known,
+                    &mut portal,
+                    &store,
+                    RealWorld.now(),
+                );
                 log_store_warnings(&pam, &store);
                 d
             }
         };
-        let who = Who { hook: "account", user: user.as_ref().map(|u| u.0.as_slice()), rhost: rhost.as_deref(), service: &service };
+        let who = Who {
+            hook: "account",
+            user: user.as_ref().map(|u| u.0.as_slice()),
+            rhost: rhost.as_deref(),
+            service: &service,
+        };
         audit::report(&mut pam, &decision, &who);
         pam_code(&decision)
     }

@@ -41,13 +41,19 @@ impl FileStore {
                 .create(dir)
                 .map_err(|e| StoreError(format!("cannot create lockout directory {shown}: {e}")))?;
         }
-        let meta = fs::symlink_metadata(dir).map_err(|e| StoreError(format!("lockout directory {shown}: {e}")))?;
+        let meta = fs::symlink_metadata(dir)
+            .map_err(|e| StoreError(format!("lockout directory {shown}: {e}")))?;
         if !meta.is_dir() {
-            return Err(StoreError(format!("lockout directory {shown} is not a directory")));
+            return Err(StoreError(format!(
+                "lockout directory {shown} is not a directory"
+            )));
         }
         let euid = crate::pam::geteuid();
         if meta.uid() != 0 && meta.uid() != euid {
-            return Err(StoreError(format!("lockout directory {shown} is owned by uid {}", meta.uid())));
+            return Err(StoreError(format!(
+                "lockout directory {shown} is owned by uid {}",
+                meta.uid()
+            )));
         }
         if meta.mode() & 0o022 != 0 {
             return Err(StoreError(format!(
@@ -55,7 +61,11 @@ impl FileStore {
                 meta.mode() & 0o777
             )));
         }
-        Ok(FileStore { dir: dir.to_path_buf(), longest_window, warnings: RefCell::new(Vec::new()) })
+        Ok(FileStore {
+            dir: dir.to_path_buf(),
+            longest_window,
+            warnings: RefCell::new(Vec::new()),
+        })
     }
 
     fn path(&self, key: &Key) -> PathBuf {
@@ -69,7 +79,11 @@ impl FileStore {
     /// Reads a record without locking (see the module comment).
     fn read(&self, key: &Key) -> Result<Record, StoreError> {
         let path = self.path(key);
-        match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&path) {
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
             Ok(mut f) => Ok(self.parse_or_warn(&mut f, key, &path)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
             Err(e) => Err(StoreError(format!("cannot read {}: {e}", path.display()))),
@@ -83,19 +97,31 @@ impl FileStore {
         if read.is_ok() && text.is_empty() {
             return Record::default();
         }
-        match read.map_err(|e| e.to_string()).and_then(|_| parse(&text, key)) {
+        match read
+            .map_err(|e| e.to_string())
+            .and_then(|_| parse(&text, key))
+        {
             Ok(r) => r,
             Err(why) => {
-                self.warn(format!("damaged lockout record {} replaced: {why}", path.display()));
+                self.warn(format!(
+                    "damaged lockout record {} replaced: {why}",
+                    path.display()
+                ));
                 Record::default()
             }
         }
     }
 
     /// Runs `change` on the key's record under its lock and stores the result.
-    fn update<T>(&self, key: &Key, now: u64, change: impl FnOnce(&mut Record) -> T) -> Result<T, StoreError> {
+    fn update<T>(
+        &self,
+        key: &Key,
+        now: u64,
+        change: impl FnOnce(&mut Record) -> T,
+    ) -> Result<T, StoreError> {
         let path = self.path(key);
-        let io = |what: &str, e: std::io::Error| StoreError(format!("{what} {}: {e}", path.display()));
+        let io =
+            |what: &str, e: std::io::Error| StoreError(format!("{what} {}: {e}", path.display()));
         for _ in 0..100 {
             let mut f = OpenOptions::new()
                 .read(true)
@@ -122,11 +148,17 @@ impl FileStore {
             drop(f);
             return Ok(out);
         }
-        Err(StoreError(format!("could not lock {} (replaced too often)", path.display())))
+        Err(StoreError(format!(
+            "could not lock {} (replaced too often)",
+            path.display()
+        )))
     }
 
     fn replace(&self, path: &Path, text: &str) -> Result<(), StoreError> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record");
         let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let write = || -> std::io::Result<()> {
@@ -155,12 +187,15 @@ impl FileStore {
         if !due || File::create(&stamp).is_err() {
             return;
         }
-        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
-                    SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(60)
+                    SystemTime::now().duration_since(t).unwrap_or_default()
+                        > Duration::from_secs(60)
                 });
                 if old {
                     let _ = fs::remove_file(e.path());
@@ -188,14 +223,20 @@ impl Store for FileStore {
         match fs::remove_file(self.path(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError(format!("cannot remove {}: {e}", self.path(key).display()))),
+            Err(e) => Err(StoreError(format!(
+                "cannot remove {}: {e}",
+                self.path(key).display()
+            ))),
         }
     }
 
     fn keys(&self) -> Result<Vec<Key>, StoreError> {
-        let entries = fs::read_dir(&self.dir).map_err(|e| StoreError(format!("{}: {e}", self.dir.display())))?;
-        let mut keys: Vec<Key> =
-            entries.flatten().filter_map(|e| key_of_file_name(&e.file_name().to_string_lossy())).collect();
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| StoreError(format!("{}: {e}", self.dir.display())))?;
+        let mut keys: Vec<Key> = entries
+            .flatten()
+            .filter_map(|e| key_of_file_name(&e.file_name().to_string_lossy()))
+            .collect();
         keys.sort();
         Ok(keys)
     }
@@ -210,10 +251,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// `u_<hex>`, `i_<hex>`, `p_<hex>`: any username is a safe file name. Names too long for one
@@ -251,7 +295,12 @@ fn key_of_file_name(name: &str) -> Option<Key> {
 }
 
 fn serialize(r: &Record, key: &Key) -> String {
-    let mut s = format!("{MAGIC}\nkey {} {}\nuntil {}\n", key.kind(), hex(key.value_bytes()), r.locked_until);
+    let mut s = format!(
+        "{MAGIC}\nkey {} {}\nuntil {}\n",
+        key.kind(),
+        hex(key.value_bytes()),
+        r.locked_until
+    );
     for t in &r.failures {
         s.push_str(&format!("f {t}\n"));
     }
@@ -274,7 +323,10 @@ fn parse(text: &str, key: &Key) -> Result<Record, String> {
         .ok_or("bad until line")?;
     let mut failures = Vec::new();
     for l in lines {
-        let t = l.strip_prefix("f ").and_then(|v| v.parse::<u64>().ok()).ok_or("bad failure line")?;
+        let t = l
+            .strip_prefix("f ")
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or("bad failure line")?;
         failures.push(t);
         if failures.len() > MAX_FAILURES_KEPT {
             return Err("too many failure lines".into());
@@ -283,14 +335,21 @@ fn parse(text: &str, key: &Key) -> Result<Record, String> {
     if !text.ends_with('\n') {
         return Err("truncated".into());
     }
-    Ok(Record { failures, locked_until: until })
+    Ok(Record {
+        failures,
+        locked_until: until,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const P: Policy = Policy { max_failures: 3, window_s: 100, lock_s: 50 };
+    const P: Policy = Policy {
+        max_failures: 3,
+        window_s: 100,
+        lock_s: 50,
+    };
 
     fn store() -> (tempdir::Dir, FileStore) {
         let d = tempdir::Dir::new();
@@ -336,14 +395,26 @@ mod tests {
     #[test]
     fn hostile_names_stay_inside_the_directory() {
         let (d, s) = store();
-        for name in [&b"../../etc/passwd"[..], b"/", b"a\nb", b"%n%s", &[0xff, 0xfe][..], &[b'x'; 5000][..]] {
+        for name in [
+            &b"../../etc/passwd"[..],
+            b"/",
+            b"a\nb",
+            b"%n%s",
+            &[0xff, 0xfe][..],
+            &[b'x'; 5000][..],
+        ] {
             let k = Key::User(name.to_vec());
             s.record_failure(&k, 1000, &P).unwrap();
             assert_eq!(s.tally(&k, 1000, &P).unwrap().failures, 1);
         }
-        let names: Vec<String> =
-            fs::read_dir(d.0.join("lock")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
-        assert!(names.iter().all(|n| !n.contains('/') && n.len() < 255), "{names:?}");
+        let names: Vec<String> = fs::read_dir(d.0.join("lock"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains('/') && n.len() < 255),
+            "{names:?}"
+        );
         assert!(!d.0.join("etc").exists());
     }
 
@@ -363,7 +434,10 @@ mod tests {
     #[test]
     fn round_trip_and_truncation_detected() {
         let k = Key::Phone(b"bob".to_vec());
-        let r = Record { failures: vec![5, 6], locked_until: 9 };
+        let r = Record {
+            failures: vec![5, 6],
+            locked_until: 9,
+        };
         let text = serialize(&r, &k);
         assert_eq!(parse(&text, &k).unwrap(), r);
         assert!(parse(&text[..text.len() - 1], &k).is_err());
@@ -375,14 +449,19 @@ mod tests {
     fn concurrent_threads_lose_nothing() {
         let (_d, s) = store();
         let dir = s.dir.clone();
-        let big = Policy { max_failures: 10_000, window_s: 3600, lock_s: 1 };
+        let big = Policy {
+            max_failures: 10_000,
+            window_s: 3600,
+            lock_s: 1,
+        };
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let dir = dir.clone();
                 std::thread::spawn(move || {
                     let s = FileStore::open(&dir, 3600).unwrap();
                     for _ in 0..25 {
-                        s.record_failure(&Key::Ip("10.0.0.1".into()), 1000, &big).unwrap();
+                        s.record_failure(&Key::Ip("10.0.0.1".into()), 1000, &big)
+                            .unwrap();
                     }
                 })
             })
@@ -390,7 +469,12 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(s.tally(&Key::Ip("10.0.0.1".into()), 1000, &big).unwrap().failures, 200);
+        assert_eq!(
+            s.tally(&Key::Ip("10.0.0.1".into()), 1000, &big)
+                .unwrap()
+                .failures,
+            200
+        );
     }
 
     #[test]

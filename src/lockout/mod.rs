@@ -35,7 +35,12 @@ impl Key {
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind(), crate::audit::escape_bytes(self.value_bytes()))
+        write!(
+            f,
+            "{}:{}",
+            self.kind(),
+            crate::audit::escape_bytes(self.value_bytes())
+        )
     }
 }
 
@@ -68,18 +73,30 @@ impl Record {
         let failures = if locked_for.is_some() {
             0
         } else {
-            self.failures.iter().filter(|&&t| t + policy.window_s > now && t <= now).count() as u32
+            self.failures
+                .iter()
+                .filter(|&&t| t + policy.window_s > now && t <= now)
+                .count() as u32
         };
-        Tally { failures, locked_for, triggered: false }
+        Tally {
+            failures,
+            locked_for,
+            triggered: false,
+        }
     }
 
     /// Counts one failure at `now`. While locked nothing is counted. Reaching the threshold
     /// starts a lock of `lock_s` and forgets the failures that led to it.
     pub fn add_failure(&mut self, now: u64, policy: &Policy) -> Tally {
         if self.locked_until > now {
-            return Tally { failures: 0, locked_for: Some(self.locked_until - now), triggered: false };
+            return Tally {
+                failures: 0,
+                locked_for: Some(self.locked_until - now),
+                triggered: false,
+            };
         }
-        self.failures.retain(|&t| t + policy.window_s > now && t <= now);
+        self.failures
+            .retain(|&t| t + policy.window_s > now && t <= now);
         self.failures.push(now);
         let keep = (policy.max_failures as usize).min(MAX_FAILURES_KEPT);
         if self.failures.len() > keep {
@@ -89,9 +106,17 @@ impl Record {
         if self.failures.len() >= policy.max_failures as usize {
             self.failures.clear();
             self.locked_until = now + policy.lock_s;
-            return Tally { failures: 0, locked_for: Some(policy.lock_s), triggered: true };
+            return Tally {
+                failures: 0,
+                locked_for: Some(policy.lock_s),
+                triggered: true,
+            };
         }
-        Tally { failures: self.failures.len() as u32, locked_for: None, triggered: false }
+        Tally {
+            failures: self.failures.len() as u32,
+            locked_for: None,
+            triggered: false,
+        }
     }
 
     /// Whether nothing in the record can matter any more (it may be deleted).
@@ -128,7 +153,11 @@ pub trait Store {
 mod tests {
     use super::*;
 
-    const P: Policy = Policy { max_failures: 3, window_s: 100, lock_s: 50 };
+    const P: Policy = Policy {
+        max_failures: 3,
+        window_s: 100,
+        lock_s: 50,
+    };
 
     #[test]
     fn locks_at_threshold_and_forgets_after() {
@@ -162,7 +191,11 @@ mod tests {
 
     #[test]
     fn record_is_bounded() {
-        let big = Policy { max_failures: 10_000, window_s: 1_000_000, lock_s: 1 };
+        let big = Policy {
+            max_failures: 10_000,
+            window_s: 1_000_000,
+            lock_s: 1,
+        };
         let mut r = Record::default();
         for i in 0..20_000 {
             r.add_failure(1000 + i, &big);

@@ -6,7 +6,9 @@ mod ffi;
 pub use ffi::{geteuid, syslog_authpriv};
 
 use crate::secret::Secret;
-use pam_bindings::constants::{PamFlag, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO};
+use pam_bindings::constants::{
+    PamFlag, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO,
+};
 use pam_bindings::conv::Conv;
 use pam_bindings::items::{AuthTok, RHost, Service, User};
 use pam_bindings::module::PamHandle;
@@ -64,10 +66,17 @@ pub struct LibPam<'a> {
 
 impl<'a> LibPam<'a> {
     pub fn new(handle: &'a mut PamHandle, flags: PamFlag) -> Self {
-        LibPam { handle, silent: flags & PAM_SILENT != 0 }
+        LibPam {
+            handle,
+            silent: flags & PAM_SILENT != 0,
+        }
     }
 
-    fn converse(&self, style: i32, text: &str) -> Result<Option<pam_bindings::secret::SecretBytes>, ConvError> {
+    fn converse(
+        &self,
+        style: i32,
+        text: &str,
+    ) -> Result<Option<pam_bindings::secret::SecretBytes>, ConvError> {
         let conv = match self.handle.get_item::<Conv>() {
             Ok(Some(c)) => c,
             _ => return Err(ConvError::NoAnswer),
@@ -125,14 +134,23 @@ impl Pam for LibPam<'_> {
     fn set_authtok(&mut self, token: &Secret) {
         let rc = ffi::set_authtok(self.handle, token.expose().as_bytes());
         if rc != 0 {
-            self.log(Priority::Warning, &format!("could not set PAM_AUTHTOK (code {rc})"));
+            self.log(
+                Priority::Warning,
+                &format!("could not set PAM_AUTHTOK (code {rc})"),
+            );
         }
     }
 
     fn prompt(&mut self, text: &str, echo: bool) -> Result<Secret, ConvError> {
-        let style = if echo { PAM_PROMPT_ECHO_ON } else { PAM_PROMPT_ECHO_OFF };
+        let style = if echo {
+            PAM_PROMPT_ECHO_ON
+        } else {
+            PAM_PROMPT_ECHO_OFF
+        };
         match self.converse(style, text)? {
-            Some(bytes) => Ok(Secret::new(String::from_utf8_lossy(bytes.as_bytes()).into_owned())),
+            Some(bytes) => Ok(Secret::new(
+                String::from_utf8_lossy(bytes.as_bytes()).into_owned(),
+            )),
             None => Err(ConvError::NoAnswer),
         }
     }

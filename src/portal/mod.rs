@@ -99,7 +99,12 @@ pub trait PortalApi {
     /// §2.2: the security-question texts.
     fn questions(&mut self) -> Result<Vec<Question>, Unavailable>;
     /// §2.3: checks the password, and the answer when a question is given.
-    fn login(&mut self, username: &str, password: &Secret, answer: Option<(u64, &Secret)>) -> Result<Verdict, Unavailable>;
+    fn login(
+        &mut self,
+        username: &str,
+        password: &Secret,
+        answer: Option<(u64, &Secret)>,
+    ) -> Result<Verdict, Unavailable>;
 }
 
 const USER_MASK: &str = "mask[id,username,userStatusId,userStatus[keyName,name],ipAddressRestriction,secondaryLoginRequiredFlag,sslVpnAllowedFlag,securityAnswers[questionId],externalBindings[id,active,vendor[keyName]]]";
@@ -115,7 +120,11 @@ pub struct HttpPortal<'a> {
 impl<'a> HttpPortal<'a> {
     pub fn new(settings: &'a PortalSettings) -> Self {
         let budget = settings.connect_timeout + settings.request_timeout;
-        HttpPortal { settings, agent: None, deadline: Instant::now() + budget }
+        HttpPortal {
+            settings,
+            agent: None,
+            deadline: Instant::now() + budget,
+        }
     }
 
     fn agent(&mut self) -> Result<Agent, Unavailable> {
@@ -150,21 +159,32 @@ impl<'a> HttpPortal<'a> {
                 crate::secret::wipe(&mut raw);
                 Ok(header)
             }
-            _ => Err(Unavailable("no service account (api_user, api_key) configured".into())),
+            _ => Err(Unavailable(
+                "no service account (api_user, api_key) configured".into(),
+            )),
         }
     }
 
     /// One call; `post` = the JSON body. Returns the decoded answer.
-    fn call(&mut self, url: &str, auth: Option<String>, post: Option<String>) -> Result<Result<Value, WireError>, Unavailable> {
+    fn call(
+        &mut self,
+        url: &str,
+        auth: Option<String>,
+        post: Option<String>,
+    ) -> Result<Result<Value, WireError>, Unavailable> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left < Duration::from_millis(1) {
-            return Err(Unavailable("the portal did not answer within the time allowed".into()));
+            return Err(Unavailable(
+                "the portal did not answer within the time allowed".into(),
+            ));
         }
         let agent = self.agent()?;
         let sent = match post {
             Some(body) => {
                 let mut req = agent.post(url).config().timeout_global(Some(left)).build();
-                req = req.header("Content-Type", "application/json").header("Accept", "application/json");
+                req = req
+                    .header("Content-Type", "application/json")
+                    .header("Accept", "application/json");
                 if let Some(a) = &auth {
                     req = req.header("Authorization", a);
                 }
@@ -215,7 +235,8 @@ fn unexpected(e: WireError) -> Unavailable {
 }
 
 fn read_pem(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, Unavailable> {
-    let pem = std::fs::read(path).map_err(|e| Unavailable(format!("cannot read ca_file {}: {e}", path.display())))?;
+    let pem = std::fs::read(path)
+        .map_err(|e| Unavailable(format!("cannot read ca_file {}: {e}", path.display())))?;
     let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(PemItem::Certificate(c)) => Some(c),
@@ -223,7 +244,10 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, Unavail
         })
         .collect();
     if certs.is_empty() {
-        return Err(Unavailable(format!("ca_file {} holds no certificate", path.display())));
+        return Err(Unavailable(format!(
+            "ca_file {} holds no certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -233,9 +257,13 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, Unavail
 fn system_roots() -> RootCerts {
     static ROOTS: OnceLock<Option<Vec<Certificate<'static>>>> = OnceLock::new();
     let roots = ROOTS.get_or_init(|| {
-        ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
-            .iter()
-            .find_map(|p| read_pem(std::path::Path::new(p)).ok())
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ]
+        .iter()
+        .find_map(|p| read_pem(std::path::Path::new(p)).ok())
     });
     match roots {
         Some(certs) => RootCerts::new_with_certs(certs),
@@ -245,7 +273,8 @@ fn system_roots() -> RootCerts {
 
 impl PortalApi for HttpPortal<'_> {
     fn find_user(&mut self, username: &str) -> Result<Option<PortalUser>, Unavailable> {
-        let filter = serde_json::json!({"users": {"username": {"operation": username}}}).to_string();
+        let filter =
+            serde_json::json!({"users": {"username": {"operation": username}}}).to_string();
         let url = format!(
             "{}?objectFilter={}&objectMask={}",
             self.url("SoftLayer_Account/getUsers"),
@@ -263,10 +292,25 @@ impl PortalApi for HttpPortal<'_> {
         parse_questions(value)
     }
 
-    fn login(&mut self, username: &str, password: &Secret, answer: Option<(u64, &Secret)>) -> Result<Verdict, Unavailable> {
+    fn login(
+        &mut self,
+        username: &str,
+        password: &Secret,
+        answer: Option<(u64, &Secret)>,
+    ) -> Result<Verdict, Unavailable> {
         let params = match answer {
-            Some((id, a)) => vec![username.into(), password.expose().into(), id.into(), a.expose().into()],
-            None => vec![username.into(), password.expose().into(), Value::Null, Value::Null],
+            Some((id, a)) => vec![
+                username.into(),
+                password.expose().into(),
+                id.into(),
+                a.expose().into(),
+            ],
+            None => vec![
+                username.into(),
+                password.expose().into(),
+                Value::Null,
+                Value::Null,
+            ],
         };
         let mut body = wire::body(params);
         let url = self.url("SoftLayer_User_Customer/getPortalLoginToken");
@@ -311,12 +355,25 @@ fn status_of_id(id: u64) -> &'static str {
 }
 
 fn parse_user(v: &Value) -> Result<PortalUser, Unavailable> {
-    let o = v.as_object().ok_or_else(|| garbled("a user is not an object"))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| garbled("a user is not an object"))?;
     let id = int(o.get("id")).ok_or_else(|| garbled("user id"))?;
-    let username = o.get("username").and_then(Value::as_str).ok_or_else(|| garbled("username"))?.to_string();
+    let username = o
+        .get("username")
+        .and_then(Value::as_str)
+        .ok_or_else(|| garbled("username"))?
+        .to_string();
     let status = match o.get("userStatus") {
-        Some(Value::Object(s)) => s.get("keyName").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase(),
-        None | Some(Value::Null) => int(o.get("userStatusId")).map(status_of_id).unwrap_or("").to_string(),
+        Some(Value::Object(s)) => s
+            .get("keyName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_uppercase(),
+        None | Some(Value::Null) => int(o.get("userStatusId"))
+            .map(status_of_id)
+            .unwrap_or("")
+            .to_string(),
         _ => return Err(garbled("userStatus")),
     };
     let ip_restriction = match o.get("ipAddressRestriction") {
@@ -325,9 +382,10 @@ fn parse_user(v: &Value) -> Result<PortalUser, Unavailable> {
         Some(Value::String(s)) => Some(s.clone()),
         _ => return Err(garbled("ipAddressRestriction")),
     };
-    let secondary_login_required =
-        flag(o.get("secondaryLoginRequiredFlag")).ok_or_else(|| garbled("secondaryLoginRequiredFlag"))?;
-    let ssl_vpn_allowed = flag(o.get("sslVpnAllowedFlag")).ok_or_else(|| garbled("sslVpnAllowedFlag"))?;
+    let secondary_login_required = flag(o.get("secondaryLoginRequiredFlag"))
+        .ok_or_else(|| garbled("secondaryLoginRequiredFlag"))?;
+    let ssl_vpn_allowed =
+        flag(o.get("sslVpnAllowedFlag")).ok_or_else(|| garbled("sslVpnAllowedFlag"))?;
     let answered = match o.get("securityAnswers") {
         None | Some(Value::Null) => Vec::new(),
         Some(a) => as_list(a.clone())
@@ -343,7 +401,8 @@ fn parse_user(v: &Value) -> Result<PortalUser, Unavailable> {
             .iter()
             .map(|x| {
                 let id = int(x.get("id")).ok_or_else(|| garbled("externalBindings.id"))?;
-                let active = flag(x.get("active")).ok_or_else(|| garbled("externalBindings.active"))?;
+                let active =
+                    flag(x.get("active")).ok_or_else(|| garbled("externalBindings.active"))?;
                 let vendor = x
                     .get("vendor")
                     .and_then(|v| v.get("keyName"))
@@ -354,7 +413,16 @@ fn parse_user(v: &Value) -> Result<PortalUser, Unavailable> {
             })
             .collect::<Result<_, Unavailable>>()?,
     };
-    Ok(PortalUser { id, username, status, ip_restriction, secondary_login_required, ssl_vpn_allowed, answered, bindings })
+    Ok(PortalUser {
+        id,
+        username,
+        status,
+        ip_restriction,
+        secondary_login_required,
+        ssl_vpn_allowed,
+        answered,
+        bindings,
+    })
 }
 
 pub fn parse_questions(value: Value) -> Result<Vec<Question>, Unavailable> {
@@ -362,9 +430,16 @@ pub fn parse_questions(value: Value) -> Result<Vec<Question>, Unavailable> {
     list.iter()
         .map(|q| {
             let id = int(q.get("id")).ok_or_else(|| garbled("question id"))?;
-            let text = q.get("question").and_then(Value::as_str).ok_or_else(|| garbled("question text"))?;
+            let text = q
+                .get("question")
+                .and_then(Value::as_str)
+                .ok_or_else(|| garbled("question text"))?;
             let display_order = q.get("displayOrder").and_then(Value::as_i64).unwrap_or(0);
-            Ok(Question { id, text: text.to_string(), display_order })
+            Ok(Question {
+                id,
+                text: text.to_string(),
+                display_order,
+            })
         })
         .collect()
 }
@@ -373,7 +448,10 @@ pub fn parse_verdict(answer: Result<Value, WireError>) -> Result<Verdict, Unavai
     const P: &str = "SoftLayer_Exception_User_Customer_";
     match answer {
         Ok(v) => {
-            let ok = v.get("hash").and_then(Value::as_str).is_some_and(|h| !h.is_empty())
+            let ok = v
+                .get("hash")
+                .and_then(Value::as_str)
+                .is_some_and(|h| !h.is_empty())
                 && v.get("userId").is_some_and(|u| u.is_u64());
             if ok {
                 Ok(Verdict::Token)
@@ -394,13 +472,23 @@ pub fn parse_verdict(answer: Result<Value, WireError>) -> Result<Verdict, Unavai
                         .unwrap_or_default();
                     Verdict::UserStatus { state, message }
                 }
-                "External_Binding_PhoneAuthenticationRequired" => Verdict::FactorRequired(Vendor::Phone, message),
-                "External_Binding_TotpAuthenticationRequired" => Verdict::FactorRequired(Vendor::Totp, message),
-                "External_Binding_SecurityCodeRequired" => Verdict::FactorRequired(Vendor::Verisign, message),
-                _ if code == "SoftLayer_Exception_Public" && message == "Unauthorized IP Address!" => {
+                "External_Binding_PhoneAuthenticationRequired" => {
+                    Verdict::FactorRequired(Vendor::Phone, message)
+                }
+                "External_Binding_TotpAuthenticationRequired" => {
+                    Verdict::FactorRequired(Vendor::Totp, message)
+                }
+                "External_Binding_SecurityCodeRequired" => {
+                    Verdict::FactorRequired(Vendor::Verisign, message)
+                }
+                _ if code == "SoftLayer_Exception_Public"
+                    && message == "Unauthorized IP Address!" =>
+                {
                     Verdict::IpRefused(message)
                 }
-                _ if code == "SoftLayer_Exception_Public" && message == "Invalid login credentials provided." => {
+                _ if code == "SoftLayer_Exception_Public"
+                    && message == "Invalid login credentials provided." =>
+                {
                     Verdict::LoginFailed(message)
                 }
                 _ => return Err(unexpected(WireError::Api { code, message })),
@@ -412,7 +500,9 @@ pub fn parse_verdict(answer: Result<Value, WireError>) -> Result<Verdict, Unavai
 
 /// The minutes a portal lock message names ("Account has been locked for 30 minutes.").
 pub fn lock_minutes(message: &str) -> Option<u64> {
-    message.split_whitespace().find_map(|w| w.parse::<u64>().ok())
+    message
+        .split_whitespace()
+        .find_map(|w| w.parse::<u64>().ok())
 }
 
 #[cfg(test)]
@@ -421,35 +511,65 @@ mod tests {
     use serde_json::json;
 
     fn api(code: &str, msg: &str) -> Result<Value, WireError> {
-        Err(WireError::Api { code: code.into(), message: msg.into() })
+        Err(WireError::Api {
+            code: code.into(),
+            message: msg.into(),
+        })
     }
 
     #[test]
     fn verdicts() {
-        assert_eq!(parse_verdict(Ok(json!({"userId": 5, "hash": "abc"}))), Ok(Verdict::Token));
+        assert_eq!(
+            parse_verdict(Ok(json!({"userId": 5, "hash": "abc"}))),
+            Ok(Verdict::Token)
+        );
         assert!(parse_verdict(Ok(json!({"userId": "x", "hash": 5}))).is_err());
         assert!(parse_verdict(Ok(json!(true))).is_err());
         assert_eq!(
-            parse_verdict(api("SoftLayer_Exception_User_Customer_LoginFailed", "Invalid login credentials provided.")),
-            Ok(Verdict::LoginFailed("Invalid login credentials provided.".into()))
+            parse_verdict(api(
+                "SoftLayer_Exception_User_Customer_LoginFailed",
+                "Invalid login credentials provided."
+            )),
+            Ok(Verdict::LoginFailed(
+                "Invalid login credentials provided.".into()
+            ))
         );
         assert!(matches!(
-            parse_verdict(api("SoftLayer_Exception_Public", "Unauthorized IP Address!")),
+            parse_verdict(api(
+                "SoftLayer_Exception_Public",
+                "Unauthorized IP Address!"
+            )),
             Ok(Verdict::IpRefused(_))
         ));
         assert!(matches!(
-            parse_verdict(api("SoftLayer_Exception_Public", "Invalid login credentials provided.")),
+            parse_verdict(api(
+                "SoftLayer_Exception_Public",
+                "Invalid login credentials provided."
+            )),
             Ok(Verdict::LoginFailed(_))
         ));
         assert_eq!(
-            parse_verdict(api("SoftLayer_Exception_User_Customer_InvalidUserStatus", "User account is currently vpn_only.")),
-            Ok(Verdict::UserStatus { state: "vpn_only".into(), message: "User account is currently vpn_only.".into() })
+            parse_verdict(api(
+                "SoftLayer_Exception_User_Customer_InvalidUserStatus",
+                "User account is currently vpn_only."
+            )),
+            Ok(Verdict::UserStatus {
+                state: "vpn_only".into(),
+                message: "User account is currently vpn_only.".into()
+            })
         );
         assert!(matches!(
-            parse_verdict(api("SoftLayer_Exception_User_Customer_External_Binding_PhoneAuthenticationRequired", "x")),
+            parse_verdict(api(
+                "SoftLayer_Exception_User_Customer_External_Binding_PhoneAuthenticationRequired",
+                "x"
+            )),
             Ok(Verdict::FactorRequired(Vendor::Phone, _))
         ));
-        assert!(parse_verdict(api("SoftLayer_Exception_WebService_RateLimitExceeded", "Rate limit")).is_err());
+        assert!(parse_verdict(api(
+            "SoftLayer_Exception_WebService_RateLimitExceeded",
+            "Rate limit"
+        ))
+        .is_err());
         assert!(parse_verdict(api("SoftLayer_Exception_Public", "Internal Error")).is_err());
         assert!(parse_verdict(api("", "")).is_err());
     }
@@ -469,7 +589,16 @@ mod tests {
         assert_eq!(u.ip_restriction, None);
         assert!(u.active_binding(&Vendor::Phone).is_some());
         assert_eq!(parse_users(v, "Alice").unwrap(), None);
-        assert_eq!(parse_users(json!({"id": 1, "username": "bob", "userStatusId": 1022}), "bob").unwrap().unwrap().status, "VPN_ONLY");
+        assert_eq!(
+            parse_users(
+                json!({"id": 1, "username": "bob", "userStatusId": 1022}),
+                "bob"
+            )
+            .unwrap()
+            .unwrap()
+            .status,
+            "VPN_ONLY"
+        );
         assert_eq!(parse_users(json!([]), "bob").unwrap(), None);
         assert!(parse_users(json!([{"id": "x", "username": 7}]), "bob").is_err());
         assert!(parse_users(json!("str"), "bob").is_err());
@@ -477,9 +606,15 @@ mod tests {
 
     #[test]
     fn questions_and_lock_minutes() {
-        let q = parse_questions(json!([{"id": 1, "question": "Pet?", "displayOrder": 2, "viewable": 1}])).unwrap();
+        let q = parse_questions(
+            json!([{"id": 1, "question": "Pet?", "displayOrder": 2, "viewable": 1}]),
+        )
+        .unwrap();
         assert_eq!(q[0].text, "Pet?");
         assert!(parse_questions(json!("str")).is_err());
-        assert_eq!(lock_minutes("Account has been locked for 30 minutes."), Some(30));
+        assert_eq!(
+            lock_minutes("Account has been locked for 30 minutes."),
+            Some(30)
+        );
     }
 }

@@ -21,21 +21,33 @@ pub fn body(params: Vec<Value>) -> String {
 /// answer.
 pub fn decode(status: u16, bytes: &[u8]) -> Result<Value, WireError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(WireError::Garbled(format!("HTTP {status} with an empty body")));
+        return Err(WireError::Garbled(format!(
+            "HTTP {status} with an empty body"
+        )));
     }
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
-        Err(_) => return Err(WireError::Garbled(format!("HTTP {status} with a body that is not JSON"))),
+        Err(_) => {
+            return Err(WireError::Garbled(format!(
+                "HTTP {status} with a body that is not JSON"
+            )))
+        }
     };
     if let Some(obj) = value.as_object() {
         if let Some(err) = obj.get("error") {
             let message = err.as_str().unwrap_or("").trim().to_string();
-            let code = obj.get("code").and_then(Value::as_str).unwrap_or("").to_string();
+            let code = obj
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             return Err(WireError::Api { code, message });
         }
     }
     if status != 200 {
-        return Err(WireError::Garbled(format!("HTTP {status} without an error body")));
+        return Err(WireError::Garbled(format!(
+            "HTTP {status} without an error body"
+        )));
     }
     Ok(value)
 }
@@ -67,7 +79,11 @@ pub fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -110,15 +126,32 @@ mod tests {
 
     #[test]
     fn errors_win_over_status() {
-        let e = decode(401, br#"{"error":"Access Denied. ","code":"SoftLayer_Exception_Public"}"#).unwrap_err();
-        assert_eq!(e, WireError::Api { code: "SoftLayer_Exception_Public".into(), message: "Access Denied.".into() });
-        let e = decode(200, br#"{"error":"Internal Error","code":"SoftLayer_Exception_Public"}"#).unwrap_err();
+        let e = decode(
+            401,
+            br#"{"error":"Access Denied. ","code":"SoftLayer_Exception_Public"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            WireError::Api {
+                code: "SoftLayer_Exception_Public".into(),
+                message: "Access Denied.".into()
+            }
+        );
+        let e = decode(
+            200,
+            br#"{"error":"Internal Error","code":"SoftLayer_Exception_Public"}"#,
+        )
+        .unwrap_err();
         assert!(matches!(e, WireError::Api { .. }));
         assert!(matches!(decode(200, b""), Err(WireError::Garbled(_))));
         assert!(matches!(decode(200, b"<html>"), Err(WireError::Garbled(_))));
         assert!(matches!(decode(500, b"[]"), Err(WireError::Garbled(_))));
         assert_eq!(decode(200, b"true").unwrap(), Value::Bool(true));
-        assert_eq!(decode(200, br#""tok""#).unwrap(), Value::String("tok".into()));
+        assert_eq!(
+            decode(200, br#""tok""#).unwrap(),
+            Value::String("tok".into())
+        );
     }
 
     #[test]
@@ -134,7 +167,10 @@ mod tests {
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"abc"), "YWJj");
         assert_eq!(url_encode(r#"{"a":"b c"}"#), "%7B%22a%22%3A%22b%20c%22%7D");
-        assert_eq!(body(vec![json!("alice"), json!("pw"), Value::Null, Value::Null]), r#"{"parameters":["alice","pw",null,null]}"#);
+        assert_eq!(
+            body(vec![json!("alice"), json!("pw"), Value::Null, Value::Null]),
+            r#"{"parameters":["alice","pw",null,null]}"#
+        );
     }
 
     #[test]

@@ -39,12 +39,18 @@ pub struct RealWorld;
 
 impl World for RealWorld {
     fn now(&self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
     fn pick(&self, n: usize) -> usize {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
         (h.finish() % n.max(1) as u64) as usize
     }
 }
@@ -82,15 +88,35 @@ pub fn authenticate<P: Pam, A: PortalApi>(
 ) -> Outcome {
     let user = match pam.user() {
         Ok(u) => u,
-        Err(_) => return Outcome { decision: Decision::conversation(), user: None, found: None },
+        Err(_) => {
+            return Outcome {
+                decision: Decision::conversation(),
+                user: None,
+                found: None,
+            }
+        }
     };
     if s.auth.fail_delay_ms > 0 {
         pam.fail_delay(s.auth.fail_delay_ms);
     }
-    let mut login = Login { pam, s, opts, portal, store, now: world.now(), user: user.clone(), found: None, prompted: None };
+    let mut login = Login {
+        pam,
+        s,
+        opts,
+        portal,
+        store,
+        now: world.now(),
+        user: user.clone(),
+        found: None,
+        prompted: None,
+    };
     let decision = login.run(world);
     let found = login.found.take();
-    Outcome { decision, user: Some(user), found }
+    Outcome {
+        decision,
+        user: Some(user),
+        found,
+    }
 }
 
 struct Login<'a, P: Pam, A: PortalApi> {
@@ -136,7 +162,10 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             let Some(key) = key else { continue };
             match self.store.tally(key, self.now, policy) {
                 Err(e) => return Decision::store_error(e.0),
-                Ok(Tally { locked_for: Some(left), .. }) => return Decision::locked(reason, key.kind(), left),
+                Ok(Tally {
+                    locked_for: Some(left),
+                    ..
+                }) => return Decision::locked(reason, key.kind(), left),
                 Ok(_) => {}
             }
         }
@@ -150,7 +179,11 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             return self.fail(Decision::refused(Reason::EmptyPassword, None), &keys, false);
         }
         if password.len() > MAX_SECRET_BYTES {
-            return self.fail(Decision::refused(Reason::PasswordTooLong, None), &keys, false);
+            return self.fail(
+                Decision::refused(Reason::PasswordTooLong, None),
+                &keys,
+                false,
+            );
         }
 
         // 5. The look-up (only for names the portal could hold).
@@ -159,7 +192,9 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             self.debug("looking the user up");
             match self.portal.find_user(n) {
                 Ok(u) => self.found = u,
-                Err(Unavailable(why)) => return Decision::unavailable(s.portal.on_unavailable, why),
+                Err(Unavailable(why)) => {
+                    return Decision::unavailable(s.portal.on_unavailable, why)
+                }
             }
         }
         let plan = self.plan();
@@ -172,8 +207,13 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
 
         // 6. The user's IP policy (password not sent if it refuses).
         let config_policy = name.as_ref().and_then(|n| s.access.users.get(n));
-        let portal_policy =
-            if s.portal.honor_ip_restriction { self.found.as_ref().and_then(|u| u.ip_restriction.as_deref()) } else { None };
+        let portal_policy = if s.portal.honor_ip_restriction {
+            self.found
+                .as_ref()
+                .and_then(|u| u.ip_restriction.as_deref())
+        } else {
+            None
+        };
         let ip_refusal = access::user_allows(config_policy, portal_policy, addr).err();
 
         // 7. The question (real or decoy).
@@ -192,40 +232,76 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         if let Some(why) = ip_refusal {
             let detail = match why {
                 UserIpRefusal::Config => "the address is outside [access.users] for this user",
-                UserIpRefusal::Portal => "the address is outside the user's portal ipAddressRestriction",
-                UserIpRefusal::NoAddress => "the user has an IP policy and the host gave no usable address",
+                UserIpRefusal::Portal => {
+                    "the address is outside the user's portal ipAddressRestriction"
+                }
+                UserIpRefusal::NoAddress => {
+                    "the user has an IP policy and the host gave no usable address"
+                }
             };
-            return self.fail(Decision::refused(Reason::IpNotAllowed, None).factor(factor).detail(detail.into()), &keys, false);
+            return self.fail(
+                Decision::refused(Reason::IpNotAllowed, None)
+                    .factor(factor)
+                    .detail(detail.into()),
+                &keys,
+                false,
+            );
         }
         let Some(name) = name else {
-            let d = Decision::refused(Reason::UserUnknown, None).factor(factor).detail("not a name the portal can hold".into());
+            let d = Decision::refused(Reason::UserUnknown, None)
+                .factor(factor)
+                .detail("not a name the portal can hold".into());
             return self.fail(d, &keys, false);
         };
         if let Some((_, a)) = &answer {
             if a.len() > MAX_SECRET_BYTES {
-                return self.fail(Decision::refused(Reason::BadAnswer, None).factor(factor), &keys, false);
+                return self.fail(
+                    Decision::refused(Reason::BadAnswer, None).factor(factor),
+                    &keys,
+                    false,
+                );
             }
         }
 
         // The one call that checks the password (and the answer).
         self.debug("checking the password with the portal");
-        let verdict = match self.portal.login(&name, &password, answer.as_ref().map(|(id, a)| (*id, a))) {
-            Ok(v) => v,
-            Err(Unavailable(why)) => return Decision::unavailable(s.portal.on_unavailable, why).factor(factor),
-        };
+        let verdict =
+            match self
+                .portal
+                .login(&name, &password, answer.as_ref().map(|(id, a)| (*id, a)))
+            {
+                Ok(v) => v,
+                Err(Unavailable(why)) => {
+                    return Decision::unavailable(s.portal.on_unavailable, why).factor(factor)
+                }
+            };
         let shown = |m: &String| s.auth.show_reasons.then(|| m.clone());
         let proven = match verdict {
             Verdict::Token => None,
             Verdict::UserStatus { state, .. } if state == "vpn_only" && s.auth.is_vpn => None,
             Verdict::LoginFailed(m) => {
-                let reason = if self.found.is_some() { Reason::BadPassword } else { Reason::UserUnknown };
-                let text = if reason == Reason::BadPassword { shown(&m) } else { None };
+                let reason = if self.found.is_some() {
+                    Reason::BadPassword
+                } else {
+                    Reason::UserUnknown
+                };
+                let text = if reason == Reason::BadPassword {
+                    shown(&m)
+                } else {
+                    None
+                };
                 return self.fail(Decision::refused(reason, text).factor(factor), &keys, false);
             }
             Verdict::BadAnswer(m) => {
                 return match plan {
-                    Plan::Question(_) => self.fail(Decision::refused(Reason::BadAnswer, shown(&m)).factor(factor), &keys, false),
-                    Plan::Decoy | Plan::Missing => Decision::refused(Reason::NoSecondFactor, None).factor(factor),
+                    Plan::Question(_) => self.fail(
+                        Decision::refused(Reason::BadAnswer, shown(&m)).factor(factor),
+                        &keys,
+                        false,
+                    ),
+                    Plan::Decoy | Plan::Missing => {
+                        Decision::refused(Reason::NoSecondFactor, None).factor(factor)
+                    }
                     _ => Decision::refused(Reason::QuestionRequired, shown(&m))
                         .factor(factor)
                         .detail("the portal requires a security question for this user".into()),
@@ -241,7 +317,9 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                 );
             }
             Verdict::UserStatus { state, message } => {
-                return Decision::refused(Reason::AccountState, shown(&message)).factor(factor).detail(format!("state {state}"));
+                return Decision::refused(Reason::AccountState, shown(&message))
+                    .factor(factor)
+                    .detail(format!("state {state}"));
             }
             Verdict::FactorRequired(v, m) => Some((v, m)),
         };
@@ -250,10 +328,14 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         let Some(user) = self.found.clone() else {
             return Decision::refused(Reason::UserUnknown, None)
                 .factor(factor)
-                .detail("the portal accepted the password but the look-up found no such user".into());
+                .detail(
+                    "the portal accepted the password but the look-up found no such user".into(),
+                );
         };
         match (&plan, proven) {
-            (Plan::Decoy | Plan::Missing, _) => return Decision::refused(Reason::NoSecondFactor, None).factor(factor),
+            (Plan::Decoy | Plan::Missing, _) => {
+                return Decision::refused(Reason::NoSecondFactor, None).factor(factor)
+            }
             (Plan::Unsupported(f), _) => {
                 return Decision::refused(Reason::FactorUnsupported, None)
                     .factor(*f)
@@ -267,7 +349,9 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             _ => {}
         }
         if !state_admitted(&user.status, s.auth.is_vpn) {
-            return Decision::refused(Reason::AccountState, None).factor(factor).detail(format!("state {}", user.status));
+            return Decision::refused(Reason::AccountState, None)
+                .factor(factor)
+                .detail(format!("state {}", user.status));
         }
 
         // 9. Success.
@@ -294,19 +378,26 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                 return Ok(t);
             }
             if self.opts.use_first_pass {
-                return Err(Decision::refused(Reason::NoFirstPass, None).detail("use_first_pass and no PAM_AUTHTOK".into()));
+                return Err(Decision::refused(Reason::NoFirstPass, None)
+                    .detail("use_first_pass and no PAM_AUTHTOK".into()));
             }
         }
-        let p = self.pam.prompt(&self.s.prompts.password, false).map_err(|_| Decision::conversation())?;
+        let p = self
+            .pam
+            .prompt(&self.s.prompts.password, false)
+            .map_err(|_| Decision::conversation())?;
         self.prompted = Some(p.clone());
         Ok(p)
     }
 
     /// SPEC §3 `second_factor` and §4 step 7.
     fn plan(&self) -> Plan {
-        let Some(u) = &self.found else { return self.decoy_or_password() };
+        let Some(u) = &self.found else {
+            return self.decoy_or_password();
+        };
         let phone = u.active_binding(&Vendor::Phone).is_some();
-        let code = u.active_binding(&Vendor::Totp).is_some() || u.active_binding(&Vendor::Verisign).is_some();
+        let code = u.active_binding(&Vendor::Totp).is_some()
+            || u.active_binding(&Vendor::Verisign).is_some();
         let question = !u.answered.is_empty();
         match self.s.auth.second_factor {
             SecondFactor::None => Plan::Password,
@@ -332,8 +423,15 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
 
     /// Prompts for a question the user answered (`Some(ids)`), or a decoy (`None`).
     /// Returns the question id and the answer for a real question; `None` when nothing to ask.
-    fn ask_question(&mut self, answered: Option<&[u64]>, world: &dyn World) -> Result<Option<(u64, Secret)>, Decision> {
-        let all = self.portal.questions().map_err(|Unavailable(why)| Decision::unavailable(self.s.portal.on_unavailable, why))?;
+    fn ask_question(
+        &mut self,
+        answered: Option<&[u64]>,
+        world: &dyn World,
+    ) -> Result<Option<(u64, Secret)>, Decision> {
+        let all = self
+            .portal
+            .questions()
+            .map_err(|Unavailable(why)| Decision::unavailable(self.s.portal.on_unavailable, why))?;
         let mut candidates: Vec<&Question> = match answered {
             Some(ids) => all.iter().filter(|q| ids.contains(&q.id)).collect(),
             None => all.iter().collect(),
@@ -350,10 +448,15 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         candidates.sort_by_key(|q| (q.display_order, q.id));
         let q = match self.s.auth.question_choice {
             QuestionChoice::First => candidates[0],
-            QuestionChoice::Random => candidates[world.pick(candidates.len()).min(candidates.len() - 1)],
+            QuestionChoice::Random => {
+                candidates[world.pick(candidates.len()).min(candidates.len() - 1)]
+            }
         };
         let text = self.s.prompts.question.replace("{question}", &q.text);
-        let answer = self.pam.prompt(&text, false).map_err(|_| Decision::conversation())?;
+        let answer = self
+            .pam
+            .prompt(&text, false)
+            .map_err(|_| Decision::conversation())?;
         Ok(Some((q.id, answer)))
     }
 
@@ -409,3 +512,6 @@ pub fn api_username(user: &RawUser) -> Option<String> {
     let s = std::str::from_utf8(&user.0).ok()?;
     (!s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control)).then(|| s.to_string())
 }
+
+#[cfg(test)]
+mod tests;
