@@ -127,7 +127,7 @@ fn status(p: &Parsed) -> Result<i32, Failure> {
         (None, None) => store.keys().map_err(|e| Failure::Problem(e.0))?,
         _ => return Err(Failure::Usage("give --user or --ip, not both".into())),
     };
-    let now = RealWorld.now();
+    let now = RealWorld::default().now();
     let mut rows = Vec::new();
     for key in keys {
         let pol = policy(&s, &key);

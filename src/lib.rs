@@ -131,7 +131,7 @@ impl PamHooks for PamPortal {
                     parsed.options,
                     &mut portal,
                     &store,
-                    &RealWorld,
+                    &RealWorld::default(),
                 );
                 log_store_warnings(&pam, &store);
                 (out.decision, out.user, out.found)
@@ -171,7 +171,7 @@ impl PamHooks for PamPortal {
                     known,
                     &mut portal,
                     &store,
-                    RealWorld.now(),
+                    RealWorld::default().now(),
                 );
                 log_store_warnings(&pam, &store);
                 d

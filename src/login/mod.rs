@@ -30,14 +30,34 @@ pub struct Options {
 pub trait World {
     /// Unix time in seconds.
     fn now(&self) -> u64;
+    /// A monotonic clock in milliseconds (for the phone wait).
+    fn millis(&self) -> u64;
+    /// Waits (between phone polls).
+    fn sleep(&self, millis: u64);
     /// A number in `0..n` (n > 0).
     fn pick(&self, n: usize) -> usize;
 }
 
 /// The real clock and the process's random hasher keys.
-pub struct RealWorld;
+pub struct RealWorld {
+    start: std::time::Instant,
+}
+
+impl Default for RealWorld {
+    fn default() -> Self {
+        RealWorld {
+            start: std::time::Instant::now(),
+        }
+    }
+}
 
 impl World for RealWorld {
+    fn millis(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    fn sleep(&self, millis: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+    }
     fn now(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -74,8 +94,37 @@ enum Plan {
     /// No second factor enrolled, in a mode that asks no question: refused once the password
     /// is verified.
     Missing,
-    /// A factor this build cannot run yet (phone, codes): the password is checked, then refused.
-    Unsupported(Factor),
+    /// The phone binding with this id (login/phone.rs).
+    Phone(u64),
+    /// A TOTP or VeriSign code.
+    Code(Vendor),
+}
+
+impl Plan {
+    fn factor(&self) -> Factor {
+        match self {
+            Plan::Password => Factor::None,
+            Plan::Question(_) | Plan::Decoy => Factor::Question,
+            Plan::Missing | Plan::Phone(_) => Factor::Phone,
+            Plan::Code(_) => Factor::Code,
+        }
+    }
+}
+
+/// What was asked after the password.
+enum Second {
+    Nothing,
+    Answer(u64, Secret),
+    Code(Secret),
+}
+
+impl Second {
+    fn secret(&self) -> Option<&Secret> {
+        match self {
+            Second::Nothing => None,
+            Second::Answer(_, s) | Second::Code(s) => Some(s),
+        }
+    }
 }
 
 pub fn authenticate<P: Pam, A: PortalApi>(
@@ -198,14 +247,9 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             }
         }
         let plan = self.plan();
-        let factor = match &plan {
-            Plan::Password => Factor::None,
-            Plan::Question(_) | Plan::Decoy => Factor::Question,
-            Plan::Missing => Factor::Phone,
-            Plan::Unsupported(f) => *f,
-        };
+        let factor = plan.factor();
 
-        // 6. The user's IP policy (password not sent if it refuses).
+        // 6. The user's IP policy (the password is not sent if it refuses).
         let config_policy = name.as_ref().and_then(|n| s.access.users.get(n));
         let portal_policy = if s.portal.honor_ip_restriction {
             self.found
@@ -216,19 +260,17 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         };
         let ip_refusal = access::user_allows(config_policy, portal_policy, addr).err();
 
-        // 7. The question (real or decoy).
-        let answer = match &plan {
-            Plan::Question(ids) => match self.ask_question(Some(ids), world) {
-                Ok(a) => a,
-                Err(d) => return d.factor(factor),
-            },
-            Plan::Decoy => match self.ask_question(None, world) {
-                Ok(_) => None, // the decoy's answer is thrown away
-                Err(d) => return d.factor(factor),
-            },
-            _ => None,
+        // 7. What is asked before the portal call: a question (real or decoy) or a code.
+        let second = match &plan {
+            Plan::Question(ids) => self.ask_question(Some(ids), world),
+            Plan::Decoy => self.ask_question(None, world).map(|_| Second::Nothing),
+            Plan::Code(_) => self.ask(&s.prompts.code).map(Second::Code),
+            _ => Ok(Second::Nothing),
         };
-
+        let second = match second {
+            Ok(a) => a,
+            Err(d) => return d.factor(factor),
+        };
         if let Some(why) = ip_refusal {
             let detail = match why {
                 UserIpRefusal::Config => "the address is outside [access.users] for this user",
@@ -239,13 +281,10 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                     "the user has an IP policy and the host gave no usable address"
                 }
             };
-            return self.fail(
-                Decision::refused(Reason::IpNotAllowed, None)
-                    .factor(factor)
-                    .detail(detail.into()),
-                &keys,
-                false,
-            );
+            let d = Decision::refused(Reason::IpNotAllowed, None)
+                .factor(factor)
+                .detail(detail.into());
+            return self.fail(d, &keys, false);
         }
         let Some(name) = name else {
             let d = Decision::refused(Reason::UserUnknown, None)
@@ -253,78 +292,41 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                 .detail("not a name the portal can hold".into());
             return self.fail(d, &keys, false);
         };
-        if let Some((_, a)) = &answer {
-            if a.len() > MAX_SECRET_BYTES {
-                return self.fail(
-                    Decision::refused(Reason::BadAnswer, None).factor(factor),
-                    &keys,
-                    false,
-                );
-            }
+        if second.secret().is_some_and(|a| a.len() > MAX_SECRET_BYTES) {
+            let reason = if matches!(plan, Plan::Code(_)) {
+                Reason::BadCode
+            } else {
+                Reason::BadAnswer
+            };
+            return self.fail(Decision::refused(reason, None).factor(factor), &keys, false);
         }
 
-        // The one call that checks the password (and the answer).
+        // 8. The call that checks the password (and the answer or code).
         self.debug("checking the password with the portal");
-        let verdict =
-            match self
-                .portal
-                .login(&name, &password, answer.as_ref().map(|(id, a)| (*id, a)))
-            {
-                Ok(v) => v,
-                Err(Unavailable(why)) => {
-                    return Decision::unavailable(s.portal.on_unavailable, why).factor(factor)
-                }
-            };
-        let shown = |m: &String| s.auth.show_reasons.then(|| m.clone());
-        let proven = match verdict {
-            Verdict::Token => None,
-            Verdict::UserStatus { state, .. } if state == "vpn_only" && s.auth.is_vpn => None,
-            Verdict::LoginFailed(m) => {
-                let reason = if self.found.is_some() {
-                    Reason::BadPassword
-                } else {
-                    Reason::UserUnknown
+        let verdict = match (&plan, &second) {
+            (Plan::Code(vendor), Second::Code(code)) => {
+                self.code_login(vendor, &name, &password, code)
+            }
+            (_, second) => {
+                let answer = match second {
+                    Second::Answer(id, a) => Some((*id, a)),
+                    _ => None,
                 };
-                let text = if reason == Reason::BadPassword {
-                    shown(&m)
-                } else {
-                    None
-                };
-                return self.fail(Decision::refused(reason, text).factor(factor), &keys, false);
+                self.portal
+                    .login(&name, &password, answer)
+                    .map_err(|Unavailable(why)| Decision::unavailable(s.portal.on_unavailable, why))
             }
-            Verdict::BadAnswer(m) => {
-                return match plan {
-                    Plan::Question(_) => self.fail(
-                        Decision::refused(Reason::BadAnswer, shown(&m)).factor(factor),
-                        &keys,
-                        false,
-                    ),
-                    Plan::Decoy | Plan::Missing => {
-                        Decision::refused(Reason::NoSecondFactor, None).factor(factor)
-                    }
-                    _ => Decision::refused(Reason::QuestionRequired, shown(&m))
-                        .factor(factor)
-                        .detail("the portal requires a security question for this user".into()),
-                };
-            }
-            Verdict::Locked(m) => {
-                let left = lock_minutes(&m).map_or(s.lockout.user.lock_s, |min| min * 60);
-                return Decision::locked(Reason::PortalLocked, "portal", left).factor(factor);
-            }
-            Verdict::IpRefused(m) => {
-                return Decision::refused(Reason::PortalIpRefused, shown(&m)).factor(factor).detail(
-                    "the portal refused this concentrator's own address: add it to the user's IP restriction".into(),
-                );
-            }
-            Verdict::UserStatus { state, message } => {
-                return Decision::refused(Reason::AccountState, shown(&message))
-                    .factor(factor)
-                    .detail(format!("state {state}"));
-            }
-            Verdict::FactorRequired(v, m) => Some((v, m)),
+        };
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(d) => return d.factor(factor),
+        };
+        let owed = match self.judge(verdict, &plan, &keys) {
+            Ok(owed) => owed,
+            Err(d) => return d.factor(factor),
         };
 
-        // The password (and any answer) is right.
+        // The password (and any answer or code) is right.
         let Some(user) = self.found.clone() else {
             return Decision::refused(Reason::UserUnknown, None)
                 .factor(factor)
@@ -332,19 +334,20 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                     "the portal accepted the password but the look-up found no such user".into(),
                 );
         };
-        match (&plan, proven) {
+        match (&plan, owed) {
             (Plan::Decoy | Plan::Missing, _) => {
                 return Decision::refused(Reason::NoSecondFactor, None).factor(factor)
             }
-            (Plan::Unsupported(f), _) => {
-                return Decision::refused(Reason::FactorUnsupported, None)
-                    .factor(*f)
-                    .detail("this build cannot run the user's second factor yet".into())
+            (Plan::Phone(binding), _) => {
+                if let Err(d) = self.phone(*binding, &keys, world) {
+                    return d.factor(factor);
+                }
             }
             (_, Some((vendor, m))) => {
-                return Decision::refused(Reason::BindingRequired, shown(&m))
+                let shown = s.auth.show_reasons.then_some(m);
+                return Decision::refused(Reason::BindingRequired, shown)
                     .factor(factor)
-                    .detail(format!("the portal requires the user's {vendor:?} binding"))
+                    .detail(format!("the portal requires the user's {vendor:?} binding"));
             }
             _ => {}
         }
@@ -362,6 +365,87 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             self.pam.set_authtok(&p);
         }
         Decision::success(factor)
+    }
+
+    /// The portal's answer to the password check. `Ok(owed)`: the password (and answer or
+    /// code) is proven, with the factor the portal still wants if any; `Err`: the refusal.
+    fn judge(
+        &mut self,
+        verdict: Verdict,
+        plan: &Plan,
+        keys: &Keys,
+    ) -> Result<Option<(Vendor, String)>, Decision> {
+        let s = self.s;
+        let shown = |m: &String| s.auth.show_reasons.then(|| m.clone());
+        match verdict {
+            Verdict::Token => Ok(None),
+            Verdict::UserStatus { state, .. } if state == "vpn_only" && s.auth.is_vpn => Ok(None),
+            Verdict::FactorRequired(v, m) => Ok(Some((v, m))),
+            Verdict::LoginFailed(m) => {
+                let (reason, text) = match (plan, self.found.is_some()) {
+                    (_, false) => (Reason::UserUnknown, None),
+                    (Plan::Code(_), true) => (Reason::BadCode, shown(&m)),
+                    (_, true) => (Reason::BadPassword, shown(&m)),
+                };
+                Err(self.fail(Decision::refused(reason, text), keys, false))
+            }
+            Verdict::BadAnswer(m) => Err(match plan {
+                Plan::Question(_) => self.fail(Decision::refused(Reason::BadAnswer, shown(&m)), keys, false),
+                Plan::Decoy | Plan::Missing => Decision::refused(Reason::NoSecondFactor, None),
+                _ => Decision::refused(Reason::QuestionRequired, shown(&m))
+                    .detail("the portal requires a security question for this user".into()),
+            }),
+            Verdict::Locked(m) => {
+                let left = lock_minutes(&m).map_or(s.lockout.user.lock_s, |min| min * 60);
+                Err(Decision::locked(Reason::PortalLocked, "portal", left))
+            }
+            Verdict::IpRefused(m) => Err(Decision::refused(Reason::PortalIpRefused, shown(&m)).detail(
+                "the portal refused this concentrator's own address: add it to the user's IP restriction".into(),
+            )),
+            Verdict::UserStatus { state, message } => {
+                Err(Decision::refused(Reason::AccountState, shown(&message)).detail(format!("state {state}")))
+            }
+            Verdict::SecondCodeRequired(_) => Err(Decision::unavailable(
+                s.portal.on_unavailable,
+                "the portal asked for a second security code out of turn".into(),
+            )),
+        }
+    }
+
+    /// §2.5: password and code in one call; VeriSign out of sync asks once more.
+    fn code_login(
+        &mut self,
+        vendor: &Vendor,
+        name: &str,
+        password: &Secret,
+        code: &Secret,
+    ) -> Result<Verdict, Decision> {
+        let unavailable =
+            |Unavailable(why)| Decision::unavailable(self.s.portal.on_unavailable, why);
+        let first = self
+            .portal
+            .external_auth(vendor, name, password, code, None)
+            .map_err(unavailable)?;
+        let Verdict::SecondCodeRequired(_) = first else {
+            return Ok(first);
+        };
+        if self.s.prompts.info {
+            self.pam.info(
+                "Your security code is out of synchronization: enter the next code it shows.",
+            );
+        }
+        let next = self.ask(&self.s.prompts.code)?;
+        let unavailable =
+            |Unavailable(why)| Decision::unavailable(self.s.portal.on_unavailable, why);
+        match self
+            .portal
+            .external_auth(vendor, name, password, code, Some(&next))
+            .map_err(unavailable)?
+        {
+            // A second "out of sync" is a wrong code.
+            Verdict::SecondCodeRequired(m) => Ok(Verdict::LoginFailed(m)),
+            v => Ok(v),
+        }
     }
 
     fn keys(&self, addr: Option<IpAddr>) -> Keys {
@@ -395,21 +479,23 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         let Some(u) = &self.found else {
             return self.decoy_or_password();
         };
-        let phone = u.active_binding(&Vendor::Phone).is_some();
-        let code = u.active_binding(&Vendor::Totp).is_some()
-            || u.active_binding(&Vendor::Verisign).is_some();
+        let phone = u.active_binding(&Vendor::Phone).map(|b| b.id);
+        let code = [Vendor::Totp, Vendor::Verisign]
+            .into_iter()
+            .find(|v| u.active_binding(v).is_some());
         let question = !u.answered.is_empty();
-        match self.s.auth.second_factor {
-            SecondFactor::None => Plan::Password,
-            SecondFactor::Question if question => Plan::Question(u.answered.clone()),
-            SecondFactor::Question => Plan::Decoy,
-            SecondFactor::Phone if phone => Plan::Unsupported(Factor::Phone),
-            SecondFactor::Phone => Plan::Missing,
-            SecondFactor::Auto if phone => Plan::Unsupported(Factor::Phone),
-            SecondFactor::Auto if code => Plan::Unsupported(Factor::Code),
-            SecondFactor::Auto if question => Plan::Question(u.answered.clone()),
-            SecondFactor::Auto if self.s.auth.require_second_factor => Plan::Decoy,
-            SecondFactor::Auto => Plan::Password,
+        match (self.s.auth.second_factor, phone, code) {
+            (SecondFactor::None, _, _) => Plan::Password,
+            (SecondFactor::Question, _, _) if question => Plan::Question(u.answered.clone()),
+            (SecondFactor::Question, _, _) => Plan::Decoy,
+            (SecondFactor::Phone, Some(id), _) | (SecondFactor::Auto, Some(id), _) => {
+                Plan::Phone(id)
+            }
+            (SecondFactor::Phone, None, _) => Plan::Missing,
+            (SecondFactor::Auto, None, Some(vendor)) => Plan::Code(vendor),
+            (SecondFactor::Auto, None, None) if question => Plan::Question(u.answered.clone()),
+            (SecondFactor::Auto, None, None) if self.s.auth.require_second_factor => Plan::Decoy,
+            (SecondFactor::Auto, None, None) => Plan::Password,
         }
     }
 
@@ -427,7 +513,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         &mut self,
         answered: Option<&[u64]>,
         world: &dyn World,
-    ) -> Result<Option<(u64, Secret)>, Decision> {
+    ) -> Result<Second, Decision> {
         let all = self
             .portal
             .questions()
@@ -443,7 +529,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                     "the portal lists none of the user's answered questions".into(),
                 ));
             }
-            return Ok(None);
+            return Ok(Second::Nothing);
         }
         candidates.sort_by_key(|q| (q.display_order, q.id));
         let q = match self.s.auth.question_choice {
@@ -452,12 +538,16 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                 candidates[world.pick(candidates.len()).min(candidates.len() - 1)]
             }
         };
+        let id = q.id;
         let text = self.s.prompts.question.replace("{question}", &q.text);
-        let answer = self
-            .pam
-            .prompt(&text, false)
-            .map_err(|_| Decision::conversation())?;
-        Ok(Some((q.id, answer)))
+        Ok(Second::Answer(id, self.ask(&text)?))
+    }
+
+    /// An echo-off prompt; no answer is a conversation error.
+    fn ask(&mut self, text: &str) -> Result<Secret, Decision> {
+        self.pam
+            .prompt(text, false)
+            .map_err(|_| Decision::conversation())
     }
 
     /// Records a counted failure against the username and the address (and the phone factor
@@ -495,7 +585,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
     }
 }
 
-struct Keys {
+pub(super) struct Keys {
     user: Key,
     ip: Option<Key>,
     phone: Key,
@@ -513,5 +603,6 @@ pub fn api_username(user: &RawUser) -> Option<String> {
     (!s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control)).then(|| s.to_string())
 }
 
+mod phone;
 #[cfg(test)]
 mod tests;

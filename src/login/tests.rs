@@ -5,7 +5,8 @@ use crate::config::Config;
 use crate::decision::{Code, MSG_INVALID, MSG_UNAUTHORIZED_IP, MSG_UNAVAILABLE};
 use crate::lockout::{Record, StoreError};
 use crate::pam::ConvError;
-use crate::portal::{Binding, Question};
+use crate::portal::{Binding, Checked, Phone, Question, Requested};
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -84,6 +85,46 @@ struct FakeUser {
     user: PortalUser,
     password: &'static str,
     answers: Vec<(u64, &'static str)>,
+    /// TOTP / VeriSign: the valid code, and the second code when out of sync.
+    code: Option<&'static str>,
+    second_code: Option<&'static str>,
+}
+
+/// A scripted phone binding.
+struct FakePhone {
+    status: &'static str,
+    mode: (&'static str, &'static str),
+    phones: Vec<Phone>,
+    primary_refused: bool,
+    limit: bool,
+    /// Answers to successive checks; once empty, "awaiting".
+    checks: VecDeque<Checked>,
+    requests: Vec<String>,
+    polls: usize,
+}
+
+fn phone(number: &str, backup: bool) -> Phone {
+    Phone {
+        raw: serde_json::json!({"countryCode": 1, "phone": number, "phoneType": if backup { "BACKUP" } else { "PRIMARY" }}),
+        country_code: "1".into(),
+        number: number.into(),
+        backup,
+    }
+}
+
+impl FakePhone {
+    fn answering(checks: Vec<Checked>) -> Self {
+        FakePhone {
+            status: "ACTIVE",
+            mode: ("VOICE_CALL", "STANDARD"),
+            phones: vec![phone("5125550100", false), phone("5125550199", true)],
+            primary_refused: false,
+            limit: false,
+            checks: checks.into(),
+            requests: Vec::new(),
+            polls: 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -92,6 +133,7 @@ struct FakePortal {
     down: bool,
     locked: bool,
     calls: Vec<String>,
+    phone: Option<FakePhone>,
 }
 
 impl FakePortal {
@@ -199,6 +241,91 @@ impl PortalApi for FakePortal {
         }
         Ok(Verdict::Token)
     }
+    fn set_deadline(&mut self, _deadline: std::time::Instant) {}
+    fn binding_status(&mut self, _binding: u64) -> Result<String, Unavailable> {
+        self.calls.push("status".into());
+        Ok(self
+            .phone
+            .as_ref()
+            .map_or("ACTIVE", |p| p.status)
+            .to_string())
+    }
+    fn authentication_mode(&mut self, _binding: u64) -> Result<(String, String), Unavailable> {
+        let (m, p) = self
+            .phone
+            .as_ref()
+            .map_or(("VOICE_CALL", "STANDARD"), |p| p.mode);
+        Ok((m.into(), p.into()))
+    }
+    fn phones(&mut self, _binding: u64) -> Result<Vec<Phone>, Unavailable> {
+        Ok(self
+            .phone
+            .as_ref()
+            .map(|p| p.phones.clone())
+            .unwrap_or_default())
+    }
+    fn request_validation(
+        &mut self,
+        _binding: u64,
+        phone: &Phone,
+    ) -> Result<Requested, Unavailable> {
+        self.calls.push(format!("request {}", phone.number));
+        let Some(p) = self.phone.as_mut() else {
+            return Err(Unavailable("no phone".into()));
+        };
+        p.requests.push(phone.number.clone());
+        if p.limit {
+            return Ok(Requested::Limit(
+                "You have exceeded the maximum phone validation requests.".into(),
+            ));
+        }
+        if p.primary_refused && !phone.backup {
+            return Ok(Requested::Refused(
+                "Unable to reach the phone number.".into(),
+            ));
+        }
+        Ok(Requested::Token(Secret::from("tok")))
+    }
+    fn check_validation(&mut self, _binding: u64, token: &Secret) -> Result<Checked, Unavailable> {
+        assert_eq!(token.expose(), "tok");
+        let Some(p) = self.phone.as_mut() else {
+            return Err(Unavailable("no phone".into()));
+        };
+        p.polls += 1;
+        Ok(p.checks.pop_front().unwrap_or(Checked::Awaiting))
+    }
+    fn external_auth(
+        &mut self,
+        _vendor: &Vendor,
+        username: &str,
+        password: &Secret,
+        code: &Secret,
+        second: Option<&Secret>,
+    ) -> Result<Verdict, Unavailable> {
+        self.calls
+            .push(format!("external {username} second={}", second.is_some()));
+        let Some(u) = self
+            .users
+            .iter()
+            .find(|u| u.user.username == username && u.password == password.expose())
+        else {
+            return Ok(Verdict::LoginFailed(
+                "Invalid login credentials provided.".into(),
+            ));
+        };
+        if u.code != Some(code.expose()) {
+            return Ok(Verdict::LoginFailed(
+                "Invalid login credentials provided.".into(),
+            ));
+        }
+        match (u.second_code, second) {
+            (Some(_), None) => Ok(Verdict::SecondCodeRequired("out of synchronization".into())),
+            (Some(want), Some(got)) if want != got.expose() => Ok(Verdict::LoginFailed(
+                "Invalid login credentials provided.".into(),
+            )),
+            _ => Ok(Verdict::Token),
+        }
+    }
 }
 
 fn user(name: &str, status: &str, answered: &[u64]) -> PortalUser {
@@ -218,6 +345,24 @@ fn alice() -> FakeUser {
         user: user("alice", "ACTIVE", &[1, 2]),
         password: "Pw-alice1",
         answers: vec![(1, "rex"), (2, "paris")],
+        code: None,
+        second_code: None,
+    }
+}
+
+fn bound(name: &'static str, vendor: Vendor, status: &str) -> FakeUser {
+    let mut u = user(name, status, &[]);
+    u.bindings = vec![Binding {
+        id: 9,
+        active: true,
+        vendor,
+    }];
+    FakeUser {
+        user: u,
+        password: "Pw-bound-1",
+        answers: vec![],
+        code: None,
+        second_code: None,
     }
 }
 
@@ -281,10 +426,19 @@ impl MemStore {
     }
 }
 
-struct FixedWorld(u64);
-impl World for FixedWorld {
+/// Fixed wall-clock time; a monotonic clock that only `sleep` moves.
+struct FakeWorld {
+    ms: Cell<u64>,
+}
+impl World for FakeWorld {
     fn now(&self) -> u64 {
-        self.0
+        10_000 + self.ms.get() / 1000
+    }
+    fn millis(&self) -> u64 {
+        self.ms.get()
+    }
+    fn sleep(&self, millis: u64) {
+        self.ms.set(self.ms.get() + millis.max(1));
     }
     fn pick(&self, _n: usize) -> usize {
         0
@@ -306,7 +460,7 @@ fn run(
     portal: &mut FakePortal,
     store: &MemStore,
 ) -> Decision {
-    authenticate(pam, s, opts, portal, store, &FixedWorld(10_000)).decision
+    authenticate(pam, s, opts, portal, store, &FakeWorld { ms: Cell::new(0) }).decision
 }
 
 const IP: &str = "203.0.113.9";
@@ -608,6 +762,8 @@ fn account_states() {
             user: user("bob", status, &[1]),
             password: "Pw-bob-12",
             answers: vec![(1, "rex")],
+            code: None,
+            second_code: None,
         };
         let store = MemStore::default();
         let mut pam = FakePam::new("bob", IP, &[Some("Pw-bob-12"), Some("rex")]);
@@ -630,6 +786,8 @@ fn no_second_factor_gets_a_decoy_and_is_refused_uncounted() {
         user: user("dave", "ACTIVE", &[]),
         password: "Pw-dave-12",
         answers: vec![],
+        code: None,
+        second_code: None,
     };
     let mut pam = FakePam::new("dave", IP, &[Some("Pw-dave-12"), Some("whatever")]);
     let mut portal = FakePortal::with(vec![u]);
@@ -655,6 +813,8 @@ fn no_second_factor_gets_a_decoy_and_is_refused_uncounted() {
         user: user("dave", "ACTIVE", &[]),
         password: "Pw-dave-12",
         answers: vec![],
+        code: None,
+        second_code: None,
     };
     let mut pam = FakePam::new("dave", IP, &[Some("Pw-dave-12")]);
     let d = run(
@@ -665,36 +825,6 @@ fn no_second_factor_gets_a_decoy_and_is_refused_uncounted() {
         &MemStore::default(),
     );
     assert_eq!(d.code, Code::PAM_SUCCESS);
-}
-
-#[test]
-fn phone_binding_is_refused_for_now_after_the_password() {
-    let s = settings("", "sshd");
-    let mut u = user("frank", "ACTIVE", &[]);
-    u.bindings = vec![Binding {
-        id: 9,
-        active: true,
-        vendor: Vendor::Phone,
-    }];
-    let fu = FakeUser {
-        user: u,
-        password: "Pw-frank-1",
-        answers: vec![],
-    };
-    let mut pam = FakePam::new("frank", IP, &[Some("Pw-frank-1")]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut FakePortal::with(vec![fu]),
-        &MemStore::default(),
-    );
-    assert_eq!(
-        (d.code, d.reason, d.counted),
-        (Code::PAM_AUTH_ERR, Reason::FactorUnsupported, false)
-    );
-    assert_eq!(d.factor, Factor::Phone);
-    assert_eq!(pam.prompts(), vec!["Password: ".to_string()]);
 }
 
 #[test]
@@ -798,4 +928,317 @@ fn ipv6_addresses_group_by_prefix() {
         &store,
     );
     assert_eq!(d.reason, Reason::UserUnknown, "another /64 is not locked");
+}
+
+// --- the phone binding and codes ---------------------------------------------------------------
+
+fn phone_run(
+    s: &Settings,
+    fp: FakePhone,
+    store: &MemStore,
+    status: &str,
+) -> (Decision, FakePam, FakePortal, u64) {
+    let mut pam = FakePam::new("frank", IP, &[Some("Pw-bound-1"), Some("")]);
+    let mut portal = FakePortal {
+        phone: Some(fp),
+        ..FakePortal::with(vec![bound("frank", Vendor::Phone, status)])
+    };
+    let world = FakeWorld { ms: Cell::new(0) };
+    let d = authenticate(&mut pam, s, Options::default(), &mut portal, store, &world).decision;
+    (d, pam, portal, world.millis())
+}
+
+fn requests(p: &FakePortal) -> usize {
+    p.phone.as_ref().map_or(0, |p| p.requests.len())
+}
+
+#[test]
+fn phone_approval_after_polling_calls_once() {
+    let s = settings("[auth]\nphone_poll_ms = 500\n", "sshd");
+    let fp = FakePhone::answering(vec![
+        Checked::Awaiting,
+        Checked::Awaiting,
+        Checked::Approved,
+    ]);
+    let (d, pam, portal, elapsed) = phone_run(&s, fp, &MemStore::default(), "ACTIVE");
+    assert_eq!(
+        (d.code, d.factor),
+        (Code::PAM_SUCCESS, Factor::Phone),
+        "{d:?}"
+    );
+    assert_eq!(requests(&portal), 1, "one call per login, not per poll");
+    assert_eq!(portal.phone.as_ref().unwrap().polls, 3);
+    assert_eq!(elapsed, 1000);
+    assert_eq!(
+        pam.prompts(),
+        vec!["Password: ".to_string()],
+        "no question, no confirm prompt by default"
+    );
+    assert!(pam.seen.contains(&(
+        "info",
+        "Calling +1 ***-***-0100: answer and press #.".to_string()
+    )));
+    assert!(
+        !pam.seen.iter().any(|(_, t)| t.contains("5125550100")),
+        "the number is masked"
+    );
+}
+
+#[test]
+fn phone_denial_is_a_counted_phone_failure() {
+    let s = settings("", "sshd");
+    let store = MemStore::default();
+    let fp = FakePhone::answering(vec![Checked::Failed("Phone validation failed.".into())]);
+    let (d, _, _, _) = phone_run(&s, fp, &store, "ACTIVE");
+    assert_eq!(
+        (d.code, d.reason, d.counted),
+        (Code::PAM_AUTH_ERR, Reason::PhoneDenied, true)
+    );
+    assert_eq!(store.failures(&Key::Phone(b"frank".to_vec())), 1);
+    assert_eq!(store.failures(&ukey("frank")), 1);
+    assert_eq!(store.failures(&ipkey()), 1);
+}
+
+#[test]
+fn ignored_call_times_out_within_phone_timeout() {
+    let s = settings(
+        "[auth]\nphone_timeout_s = 20\nphone_poll_ms = 3000\n",
+        "sshd",
+    );
+    let (d, _, portal, elapsed) = phone_run(
+        &s,
+        FakePhone::answering(vec![]),
+        &MemStore::default(),
+        "ACTIVE",
+    );
+    assert_eq!(
+        (d.code, d.reason, d.counted),
+        (Code::PAM_AUTH_ERR, Reason::PhoneTimeout, true)
+    );
+    assert_eq!(elapsed, 20_000, "the last sleep is cut to the deadline");
+    assert_eq!(requests(&portal), 1);
+}
+
+#[test]
+fn blocked_binding_is_refused_without_a_call() {
+    let s = settings("", "sshd");
+    let fp = FakePhone {
+        status: "BLOCKED",
+        ..FakePhone::answering(vec![])
+    };
+    let (d, _, portal, _) = phone_run(&s, fp, &MemStore::default(), "ACTIVE");
+    assert_eq!(
+        (d.code, d.reason, d.counted),
+        (Code::PAM_AUTH_ERR, Reason::PhoneBlocked, false)
+    );
+    assert_eq!(requests(&portal), 0);
+}
+
+#[test]
+fn five_phone_failures_lock_the_phone_factor() {
+    let s = settings(
+        "[lockout]\nuser = { max_failures = 100 }\nip = { max_failures = 100 }\n",
+        "sshd",
+    );
+    let store = MemStore::default();
+    let mut last = None;
+    for _ in 0..5 {
+        let fp = FakePhone::answering(vec![Checked::Failed("Phone validation failed.".into())]);
+        last = Some(phone_run(&s, fp, &store, "ACTIVE").0);
+    }
+    let d = last.unwrap();
+    assert_eq!((d.code, d.locked), (Code::PAM_MAXTRIES, Some("phone")));
+    assert_eq!(
+        d.message.as_deref(),
+        Some("Account has been locked for 60 minutes.")
+    );
+    let (d, pam, portal, _) = phone_run(
+        &s,
+        FakePhone::answering(vec![Checked::Approved]),
+        &store,
+        "ACTIVE",
+    );
+    assert_eq!(
+        (d.code, d.reason),
+        (Code::PAM_MAXTRIES, Reason::PhoneLocked)
+    );
+    assert!(
+        portal.calls.is_empty() && pam.seen.is_empty(),
+        "no prompt, no call"
+    );
+}
+
+#[test]
+fn backup_phone_when_the_primary_request_fails() {
+    let s = settings("", "sshd");
+    let fp = FakePhone {
+        primary_refused: true,
+        ..FakePhone::answering(vec![Checked::Approved])
+    };
+    let (d, pam, portal, _) = phone_run(&s, fp, &MemStore::default(), "ACTIVE");
+    assert_eq!(d.code, Code::PAM_SUCCESS);
+    assert_eq!(
+        portal.phone.as_ref().unwrap().requests,
+        vec!["5125550100".to_string(), "5125550199".into()]
+    );
+    assert!(pam
+        .seen
+        .iter()
+        .any(|(k, t)| *k == "info" && t.contains("0199")));
+}
+
+#[test]
+fn request_limit_is_a_lock_not_an_outage() {
+    let s = settings("", "sshd");
+    let fp = FakePhone {
+        limit: true,
+        ..FakePhone::answering(vec![])
+    };
+    let (d, _, _, _) = phone_run(&s, fp, &MemStore::default(), "ACTIVE");
+    assert_eq!(
+        (d.code, d.reason, d.counted),
+        (Code::PAM_MAXTRIES, Reason::PhoneLimit, false)
+    );
+}
+
+#[test]
+fn info_off_and_confirm_prompt() {
+    let s = settings("[prompts]\ninfo = false\nphone_confirm = true\n", "sshd");
+    let (d, pam, _, _) = phone_run(
+        &s,
+        FakePhone::answering(vec![Checked::Approved]),
+        &MemStore::default(),
+        "ACTIVE",
+    );
+    assert_eq!(d.code, Code::PAM_SUCCESS);
+    assert!(!pam.seen.iter().any(|(k, _)| *k == "info"));
+    assert_eq!(
+        pam.prompts(),
+        vec![
+            "Password: ".to_string(),
+            super::phone::CONFIRM_PROMPT.into()
+        ]
+    );
+}
+
+#[test]
+fn vpn_only_phone_user_on_a_vpn_service() {
+    let s = settings("", "openvpn");
+    let (d, _, portal, _) = phone_run(
+        &s,
+        FakePhone::answering(vec![Checked::Approved]),
+        &MemStore::default(),
+        "VPN_ONLY",
+    );
+    assert_eq!(d.code, Code::PAM_SUCCESS, "{d:?}");
+    assert_eq!(requests(&portal), 1);
+    let s = settings("", "sshd");
+    let (d, _, portal, _) = phone_run(
+        &s,
+        FakePhone::answering(vec![Checked::Approved]),
+        &MemStore::default(),
+        "VPN_ONLY",
+    );
+    assert_eq!(
+        (d.code, d.reason),
+        (Code::PAM_AUTH_ERR, Reason::AccountState)
+    );
+    assert_eq!(
+        requests(&portal),
+        0,
+        "no call to the phone of a refused account"
+    );
+}
+
+#[test]
+fn info_text_per_mode() {
+    let p = phone("5125550100", false);
+    let cases = [
+        ("VOICE_CALL", "STANDARD", "Calling +1 ***-***-0100: answer and press #."),
+        ("VOICE_CALL", "PIN", "Calling +1 ***-***-0100: answer, enter your PIN and press #."),
+        ("VOICE_CALL", "VOICE_PRINT", "Calling +1 ***-***-0100: answer and say your pass phrase."),
+        ("SMS_TEXT", "OTP", "Reply to the text message sent to +1 ***-***-0100 with the code it contains."),
+        (
+            "SMS_TEXT",
+            "OTP_PIN",
+            "Reply to the text message sent to +1 ***-***-0100 with the code it contains followed by your PIN.",
+        ),
+        ("PHONE_APP", "STANDARD", "Approve the sign-in in your authenticator app."),
+        ("PHONE_APP", "PIN", "Approve the sign-in in your authenticator app and enter your PIN."),
+    ];
+    for (mode, pin, text) in cases {
+        assert_eq!(super::phone::info_text(mode, pin, &p), text);
+    }
+}
+
+fn code_run(
+    user: FakeUser,
+    answers: &[Option<&'static str>],
+) -> (Decision, FakePam, FakePortal, MemStore) {
+    let s = settings("", "sshd");
+    let name = user.user.username.clone();
+    let mut pam = FakePam::new(Box::leak(name.into_boxed_str()), IP, answers);
+    let mut portal = FakePortal::with(vec![user]);
+    let store = MemStore::default();
+    let d = run(&mut pam, &s, Options::default(), &mut portal, &store);
+    (d, pam, portal, store)
+}
+
+#[test]
+fn totp_right_and_wrong() {
+    let mk = || FakeUser {
+        code: Some("123456"),
+        ..bound("grace", Vendor::Totp, "ACTIVE")
+    };
+    let (d, pam, portal, _) = code_run(mk(), &[Some("Pw-bound-1"), Some("123456")]);
+    assert_eq!((d.code, d.factor), (Code::PAM_SUCCESS, Factor::Code));
+    assert_eq!(
+        pam.prompts(),
+        vec!["Password: ".to_string(), "Verification code: ".into()]
+    );
+    assert_eq!(
+        portal
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("external"))
+            .count(),
+        1
+    );
+    assert_eq!(portal.logins(), 0);
+    let (d, _, _, store) = code_run(mk(), &[Some("Pw-bound-1"), Some("000000")]);
+    assert_eq!(
+        (d.code, d.reason, d.counted),
+        (Code::PAM_AUTH_ERR, Reason::BadCode, true)
+    );
+    assert_eq!(
+        store.failures(&ukey("grace")),
+        1,
+        "counted like a password failure"
+    );
+}
+
+#[test]
+fn verisign_out_of_sync_asks_once_more() {
+    let mk = || FakeUser {
+        code: Some("111111"),
+        second_code: Some("222222"),
+        ..bound("heidi", Vendor::Verisign, "ACTIVE")
+    };
+    let (d, pam, portal, _) = code_run(mk(), &[Some("Pw-bound-1"), Some("111111"), Some("222222")]);
+    assert_eq!(d.code, Code::PAM_SUCCESS, "{d:?}");
+    assert_eq!(pam.prompts().len(), 3);
+    assert!(pam
+        .seen
+        .iter()
+        .any(|(k, t)| *k == "info" && t.contains("out of synchronization")));
+    assert_eq!(
+        portal
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("external"))
+            .count(),
+        2
+    );
+    let (d, _, _, _) = code_run(mk(), &[Some("Pw-bound-1"), Some("111111"), Some("999999")]);
+    assert_eq!((d.code, d.reason), (Code::PAM_AUTH_ERR, Reason::BadCode));
 }

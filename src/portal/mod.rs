@@ -90,6 +90,39 @@ pub enum Verdict {
     UserStatus { state: String, message: String },
     /// Password right; a second factor of this kind is owed.
     FactorRequired(Vendor, String),
+    /// VeriSign: the credential is out of sync; repeat with a second code.
+    SecondCodeRequired(String),
+}
+
+/// One phone of a phone binding (`getPhoneData`); `raw` is sent back as is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Phone {
+    pub raw: Value,
+    pub country_code: String,
+    pub number: String,
+    pub backup: bool,
+}
+
+/// What `requestPhoneValidation` said.
+#[derive(Debug, PartialEq)]
+pub enum Requested {
+    /// The call, text or app request is on its way; poll with this token.
+    Token(Secret),
+    /// "You have exceeded the maximum phone validation requests": a lock.
+    Limit(String),
+    /// This phone could not be used (try the backup one).
+    Refused(String),
+}
+
+/// What `checkPhoneValidationResult` said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    Approved,
+    Awaiting,
+    /// Denied, wrong PIN, or no answer.
+    Failed(String),
+    /// Unknown or expired token.
+    InvalidToken(String),
 }
 
 /// The portal as the login logic sees it.
@@ -104,6 +137,28 @@ pub trait PortalApi {
         username: &str,
         password: &Secret,
         answer: Option<(u64, &Secret)>,
+    ) -> Result<Verdict, Unavailable>;
+    /// From now on, calls must end by `deadline` (the phone wait has its own budget).
+    fn set_deadline(&mut self, deadline: Instant);
+    /// §2.4: `ACTIVE` or `BLOCKED`.
+    fn binding_status(&mut self, binding: u64) -> Result<String, Unavailable>;
+    /// §2.4: (mode, pin mode), defaults `VOICE_CALL`/`STANDARD`.
+    fn authentication_mode(&mut self, binding: u64) -> Result<(String, String), Unavailable>;
+    /// §2.4: the binding's phones, PRIMARY first.
+    fn phones(&mut self, binding: u64) -> Result<Vec<Phone>, Unavailable>;
+    /// §2.4: starts the call, text or app request.
+    fn request_validation(&mut self, binding: u64, phone: &Phone)
+        -> Result<Requested, Unavailable>;
+    /// §2.4: has the person answered?
+    fn check_validation(&mut self, binding: u64, token: &Secret) -> Result<Checked, Unavailable>;
+    /// §2.5: password and a TOTP or VeriSign code in one call.
+    fn external_auth(
+        &mut self,
+        vendor: &Vendor,
+        username: &str,
+        password: &Secret,
+        code: &Secret,
+        second: Option<&Secret>,
     ) -> Result<Verdict, Unavailable>;
 }
 
@@ -172,7 +227,11 @@ impl<'a> HttpPortal<'a> {
         auth: Option<String>,
         post: Option<String>,
     ) -> Result<Result<Value, WireError>, Unavailable> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let per_call = self.settings.connect_timeout + self.settings.request_timeout;
+        let left = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .min(per_call);
         if left < Duration::from_millis(1) {
             return Err(Unavailable(
                 "the portal did not answer within the time allowed".into(),
@@ -317,6 +376,178 @@ impl PortalApi for HttpPortal<'_> {
         let answer = self.call(&url, None, Some(std::mem::take(&mut body)));
         parse_verdict(answer?)
     }
+
+    fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    fn binding_status(&mut self, binding: u64) -> Result<String, Unavailable> {
+        let v = self
+            .phone_call(binding, "getBindingStatus", None)?
+            .map_err(unexpected)?;
+        let status = match &v {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o
+                .get("keyName")
+                .or_else(|| o.get("status"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        };
+        status
+            .map(|s| s.trim().to_ascii_uppercase())
+            .ok_or_else(|| garbled("getBindingStatus"))
+    }
+
+    fn authentication_mode(&mut self, binding: u64) -> Result<(String, String), Unavailable> {
+        let v = self
+            .phone_call(binding, "getAuthenticationMode", None)?
+            .map_err(unexpected)?;
+        let field = |k: &str, d: &str| match v.get(k) {
+            None | Some(Value::Null) => Ok(d.to_string()),
+            Some(Value::String(s)) => Ok(s.trim().to_ascii_uppercase()),
+            Some(_) => Err(garbled("getAuthenticationMode")),
+        };
+        if !v.is_object() {
+            return Err(garbled("getAuthenticationMode"));
+        }
+        Ok((field("mode", "VOICE_CALL")?, field("pinMode", "STANDARD")?))
+    }
+
+    fn phones(&mut self, binding: u64) -> Result<Vec<Phone>, Unavailable> {
+        let v = self
+            .phone_call(binding, "getPhoneData", None)?
+            .map_err(unexpected)?;
+        parse_phones(v)
+    }
+
+    fn request_validation(
+        &mut self,
+        binding: u64,
+        phone: &Phone,
+    ) -> Result<Requested, Unavailable> {
+        let body = wire::body(vec![phone.raw.clone()]);
+        match self.phone_call(binding, "requestPhoneValidation", Some(body))? {
+            Ok(Value::String(t)) if !t.is_empty() => Ok(Requested::Token(Secret::new(t))),
+            Ok(_) => Err(garbled("requestPhoneValidation answered without a token")),
+            Err(WireError::Api { message, .. })
+                if message.contains("exceeded the maximum phone validation requests") =>
+            {
+                Ok(Requested::Limit(message))
+            }
+            Err(WireError::Api { code, message })
+                if !code.ends_with("RateLimitExceeded")
+                    && !message.starts_with("Access Denied") =>
+            {
+                Ok(Requested::Refused(format!("{code}: {message}")))
+            }
+            Err(e) => Err(unexpected(e)),
+        }
+    }
+
+    fn check_validation(&mut self, binding: u64, token: &Secret) -> Result<Checked, Unavailable> {
+        let body = wire::body(vec![token.expose().into()]);
+        const P: &str = "SoftLayer_Exception_User_Customer_External_Binding_";
+        match self.phone_call(binding, "checkPhoneValidationResult", Some(body))? {
+            Ok(Value::Bool(true)) => Ok(Checked::Approved),
+            Ok(Value::Bool(false)) => Ok(Checked::Awaiting),
+            Ok(_) => Err(garbled("checkPhoneValidationResult")),
+            Err(WireError::Api { code, message }) => match code.strip_prefix(P) {
+                Some("AwaitingResponse") => Ok(Checked::Awaiting),
+                Some("PhoneValidationFailed") => Ok(Checked::Failed(message)),
+                Some("InvalidAuthenticationToken") => Ok(Checked::InvalidToken(message)),
+                _ => Err(unexpected(WireError::Api { code, message })),
+            },
+            Err(e) => Err(unexpected(e)),
+        }
+    }
+
+    fn external_auth(
+        &mut self,
+        vendor: &Vendor,
+        username: &str,
+        password: &Secret,
+        code: &Secret,
+        second: Option<&Secret>,
+    ) -> Result<Verdict, Unavailable> {
+        let (complex, key) = match vendor {
+            Vendor::Totp => (
+                "SoftLayer_Container_User_Customer_External_Binding_Totp",
+                "TOTP",
+            ),
+            Vendor::Verisign => (
+                "SoftLayer_Container_User_Customer_External_Binding_Verisign",
+                "VERISIGN",
+            ),
+            other => {
+                return Err(Unavailable(format!(
+                    "no code authentication for vendor {other:?}"
+                )))
+            }
+        };
+        let mut container = serde_json::json!({
+            "complexType": complex,
+            "username": username,
+            "password": password.expose(),
+            "securityCode": code.expose(),
+            "vendor": key,
+        });
+        if let (Some(s), Some(o)) = (second, container.as_object_mut()) {
+            o.insert("secondSecurityCode".into(), s.expose().into());
+        }
+        let mut body = wire::body(vec![container]);
+        let url = self.url("SoftLayer_User_Customer/performExternalAuthentication");
+        let answer = self.call(&url, None, Some(std::mem::take(&mut body)));
+        parse_verdict(answer?)
+    }
+}
+
+impl HttpPortal<'_> {
+    fn phone_call(
+        &mut self,
+        binding: u64,
+        method: &str,
+        post: Option<String>,
+    ) -> Result<Result<Value, WireError>, Unavailable> {
+        let url = self.url(&format!(
+            "SoftLayer_User_Customer_External_Binding_Phone/{binding}/{method}"
+        ));
+        let auth = self.basic_auth()?;
+        self.call(&url, Some(auth), post)
+    }
+}
+
+/// `getPhoneData`: phones with their digits; PRIMARY first.
+pub fn parse_phones(v: Value) -> Result<Vec<Phone>, Unavailable> {
+    let list = as_list(v).ok_or_else(|| garbled("getPhoneData did not return a list"))?;
+    let mut phones = list
+        .into_iter()
+        .map(|raw| {
+            let text = |k: &str| match raw.get(k) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                None | Some(Value::Null) => Some(String::new()),
+                _ => None,
+            };
+            let number = text("phone")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| garbled("getPhoneData phone"))?;
+            let country_code =
+                text("countryCode").ok_or_else(|| garbled("getPhoneData countryCode"))?;
+            let backup = raw
+                .get("phoneType")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("BACKUP"));
+            Ok(Phone {
+                number,
+                country_code,
+                backup,
+                raw,
+            })
+        })
+        .collect::<Result<Vec<Phone>, Unavailable>>()?;
+    phones.sort_by_key(|p| p.backup);
+    Ok(phones)
 }
 
 fn garbled(what: &str) -> Unavailable {
