@@ -1,5 +1,7 @@
-//! The emulated API itself (PROTOCOL.md 1 and 2.1–2.3), independent of HTTP plumbing and
-//! faults: a parsed request goes in, a status, a JSON body and a result word come out.
+//! The emulated API itself (PROTOCOL.md 1 and 2.1–2.3; the phone binding service and
+//! performExternalAuthentication, 2.4 and 2.5, are in `external.rs`), independent of HTTP
+//! plumbing and faults: a parsed request goes in, a status, a JSON body and a result word come
+//! out.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -11,6 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::fixture::{self, Fixture, User};
 use crate::ipnet::{self, IpRule};
 use crate::lockout::Lockouts;
+use crate::phone::PhoneState;
 use crate::util;
 
 pub const CODE_PUBLIC: &str = "SoftLayer_Exception_Public";
@@ -102,10 +105,10 @@ impl ApiError {
             message: message.into(),
         }
     }
-    fn public(message: impl Into<String>) -> ApiError {
+    pub(crate) fn public(message: impl Into<String>) -> ApiError {
         ApiError::new(500, CODE_PUBLIC, message)
     }
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(404, CODE_NOT_FOUND, message)
     }
     pub fn body(&self) -> Value {
@@ -132,7 +135,7 @@ impl From<ApiError> for Reply {
     }
 }
 
-fn ok(body: Value) -> Reply {
+pub(crate) fn ok(body: Value) -> Reply {
     Reply {
         status: 200,
         body,
@@ -149,7 +152,7 @@ pub struct CallSummary {
 }
 
 /// The `parameters` array of a POST body. GET bodies are ignored.
-fn parameters(call: &Call) -> Result<Vec<Value>, ApiError> {
+pub(crate) fn parameters(call: &Call) -> Result<Vec<Value>, ApiError> {
     if call.http_method.eq_ignore_ascii_case("GET") || call.body.iter().all(u8::is_ascii_whitespace)
     {
         return Ok(Vec::new());
@@ -181,6 +184,20 @@ pub fn summarize(route: Option<&Route>, call: &Call) -> CallSummary {
                 username: p.first().and_then(Value::as_str).map(str::to_string),
                 question_id: p.get(2).filter(|v| !v.is_null()).cloned(),
                 password_sent: p.get(1).is_some_and(|v| !v.is_null()),
+            }
+        }
+        ("SoftLayer_User_Customer", "performExternalAuthentication") => {
+            let p = parameters(call).unwrap_or_default();
+            let c = p.first();
+            CallSummary {
+                username: c
+                    .and_then(|c| c.get("username"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                question_id: None,
+                password_sent: c
+                    .and_then(|c| c.get("password"))
+                    .is_some_and(|v| !v.is_null()),
             }
         }
         ("SoftLayer_Account", "getUsers") => {
@@ -317,9 +334,10 @@ pub fn mask_names(mask: &str) -> HashSet<String> {
 // The portal
 
 pub struct Portal {
-    fixture: Fixture,
-    rules: HashMap<u64, Vec<IpRule>>,
+    pub(crate) fixture: Fixture,
+    pub(crate) rules: HashMap<u64, Vec<IpRule>>,
     lockouts: Mutex<Lockouts>,
+    phone: Mutex<PhoneState>,
 }
 
 /// getPortalLoginToken's arguments after type checks.
@@ -380,7 +398,7 @@ pub fn binding_error(vendor: &str) -> ApiError {
 }
 
 impl ApiError {
-    fn with_code(mut self, code: &'static str) -> ApiError {
+    pub(crate) fn with_code(mut self, code: &'static str) -> ApiError {
         self.code = code;
         self
     }
@@ -403,10 +421,19 @@ impl Portal {
     pub fn new(fixture: Fixture) -> Portal {
         let rules = fixture.users.iter().map(|u| (u.id, u.ip_rules())).collect();
         let lockouts = Mutex::new(Lockouts::new(fixture.lockout));
+        let phone = Mutex::new(PhoneState::new(
+            fixture.phone,
+            fixture
+                .users
+                .iter()
+                .flat_map(|u| &u.bindings)
+                .filter(|b| b.is_phone()),
+        ));
         Portal {
             fixture,
             rules,
             lockouts,
+            phone,
         }
     }
 
@@ -416,6 +443,40 @@ impl Portal {
 
     pub fn lockouts(&self) -> std::sync::MutexGuard<'_, Lockouts> {
         self.lockouts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The phone validations' state (PROTOCOL 2.4).
+    pub fn phone(&self) -> std::sync::MutexGuard<'_, PhoneState> {
+        self.phone.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Clear all run-time state: lockouts, phone validations, request counts, failures,
+    /// blocks, and run-time behaviour changes.
+    pub fn reset(&self) {
+        self.lockouts().reset();
+        self.phone().reset();
+    }
+
+    /// The calls-log summary of a call: [`summarize`], plus for phone binding calls the
+    /// binding's username.
+    pub fn summarize(&self, route: Option<&Route>, call: &Call) -> CallSummary {
+        let mut s = summarize(route, call);
+        if let Some(r) = route.filter(|r| r.service == crate::external::SVC_PHONE) {
+            s.username =
+                r.id.as_deref()
+                    .and_then(|id| id.parse().ok())
+                    .and_then(|id| self.binding(id))
+                    .map(|(u, _)| u.username.clone());
+        }
+        s
+    }
+
+    /// The user owning binding `id`, and the binding.
+    pub fn binding(&self, id: u64) -> Option<(&User, &fixture::Binding)> {
+        self.fixture
+            .users
+            .iter()
+            .find_map(|u| u.bindings.iter().find(|b| b.id == id).map(|b| (u, b)))
     }
 
     /// Answer one API call. `route` is `None` for paths outside the API base.
@@ -438,6 +499,10 @@ impl Portal {
                     )))
                 }
             }
+            ("SoftLayer_User_Customer", "performExternalAuthentication") => {
+                self.external_auth(call, now)
+            }
+            (crate::external::SVC_PHONE, _) => self.phone_call(route, call, now),
             (
                 "SoftLayer_Account"
                 | "SoftLayer_User_Security_Question"
@@ -457,7 +522,7 @@ impl Portal {
         }
     }
 
-    fn authorized(&self, header: Option<&str>) -> bool {
+    pub(crate) fn authorized(&self, header: Option<&str>) -> bool {
         let Some(h) = header else { return false };
         let h = h.trim();
         let Some((scheme, cred)) = h.split_once(' ') else {

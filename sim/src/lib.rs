@@ -4,12 +4,14 @@
 
 pub mod api;
 pub mod cli;
+pub mod external;
 pub mod faults;
 pub mod fixture;
 pub mod http;
 pub mod ipnet;
 pub mod lockout;
 pub mod log;
+pub mod phone;
 pub mod server;
 pub mod tls;
 pub mod util;

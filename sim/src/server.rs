@@ -11,13 +11,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::api::{self, Portal, Route};
 use crate::faults::{Fault, FaultKind, FaultRequest, Faults};
-use crate::fixture::Fixture;
+use crate::fixture::{Behaviour, Fixture};
 use crate::http::{self, Conn, ReadError, Request, Response, Stream};
+use crate::phone::Answer;
 use crate::tls::{self, CertMode};
 
 /// How long a keep-alive connection may sit idle (or a request may stall) before it is closed.
@@ -134,7 +135,7 @@ impl Sim {
     pub fn reset(&self) {
         lock(&self.calls).reset();
         lock(&self.faults).clear();
-        self.portal.lockouts().reset();
+        self.portal.reset();
     }
 
     /// Handle one request on the portal listener: log it, apply a fault or answer it.
@@ -147,7 +148,7 @@ impl Sim {
             authorization: req.header("authorization"),
             peer,
         };
-        let summary = api::summarize(route.as_ref(), &call);
+        let summary = self.portal.summarize(route.as_ref(), &call);
         let fault = lock(&self.faults).take(route.as_ref());
         let handle = lock(&self.calls).push(CallRecord {
             seq: 0,
@@ -308,11 +309,112 @@ impl Sim {
                 let (users, addrs) = self.portal.lockouts().snapshot(Instant::now());
                 Response::json(200, &json!({"users": users, "addresses": addrs}))
             }
-            (_, "/health" | "/faults" | "/calls" | "/reset" | "/lockouts") => {
-                fail(405, "method not allowed")
+            ("POST", "/phone/answer") => self.phone_answer(&req.body),
+            ("GET", "/phone/pending") => {
+                let portal = &self.portal;
+                let owner = |id: u64| {
+                    portal
+                        .binding(id)
+                        .map(|(u, _)| u.username.clone())
+                        .unwrap_or_default()
+                };
+                let list = portal.phone().pending(Instant::now(), owner);
+                Response::json(200, &json!(list))
             }
+            ("POST", "/phone/behaviour") => self.phone_behaviour(&req.body),
+            (
+                _,
+                "/health" | "/faults" | "/calls" | "/reset" | "/lockouts" | "/phone/answer"
+                | "/phone/pending" | "/phone/behaviour",
+            ) => fail(405, "method not allowed"),
             _ => fail(404, "no such control endpoint"),
         }
+    }
+}
+
+/// Body of `POST /phone/answer`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerRequest {
+    #[serde(default)]
+    binding_id: Option<u64>,
+    #[serde(default)]
+    username: Option<String>,
+    result: Answer,
+}
+
+/// Body of `POST /phone/behaviour`: only the fields given change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BehaviourRequest {
+    binding_id: u64,
+    #[serde(default)]
+    behaviour: Option<Behaviour>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    expire_s: Option<u64>,
+    #[serde(default)]
+    primary_fails: Option<bool>,
+}
+
+fn control_fail(status: u16, msg: &str) -> Response {
+    Response::json(status, &json!({"ok": false, "error": msg}))
+}
+
+impl Sim {
+    fn phone_answer(&self, body: &[u8]) -> Response {
+        let r: AnswerRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return control_fail(400, &format!("bad answer request: {e}")),
+        };
+        let portal = &self.portal;
+        let ids: Vec<u64> = match (&r.binding_id, &r.username) {
+            (Some(id), _) => vec![*id],
+            (None, Some(name)) => portal
+                .fixture()
+                .users
+                .iter()
+                .filter(|u| &u.username == name)
+                .flat_map(|u| &u.bindings)
+                .filter(|b| b.is_phone())
+                .map(|b| b.id)
+                .collect(),
+            (None, None) => {
+                return control_fail(400, "bad answer request: binding_id or username required")
+            }
+        };
+        match portal.phone().answer(&ids, r.result, Instant::now()) {
+            Some(id) => {
+                crate::log!(
+                    "control: phone validation of binding {id} answered {:?}",
+                    r.result
+                );
+                Response::json(200, &json!({"ok": true}))
+            }
+            None => control_fail(404, "no pending phone validation"),
+        }
+    }
+
+    fn phone_behaviour(&self, body: &[u8]) -> Response {
+        let r: BehaviourRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return control_fail(400, &format!("bad behaviour request: {e}")),
+        };
+        if r.expire_s == Some(0) {
+            return control_fail(400, "bad behaviour request: expire_s must be at least 1");
+        }
+        let mut phone = self.portal.phone();
+        let Some(mut s) = phone.settings(r.binding_id) else {
+            return control_fail(404, "no such phone binding");
+        };
+        s.behaviour = r.behaviour.unwrap_or(s.behaviour);
+        s.delay_ms = r.delay_ms.unwrap_or(s.delay_ms);
+        s.expire_s = r.expire_s.unwrap_or(s.expire_s);
+        s.primary_fails = r.primary_fails.unwrap_or(s.primary_fails);
+        phone.set_settings(r.binding_id, s);
+        crate::log!("control: phone binding {} now {s:?}", r.binding_id);
+        Response::json(200, &json!({"ok": true}))
     }
 }
 
@@ -722,6 +824,170 @@ answers = [ { question_id = 1, answer = "Rex" } ]
         assert_eq!(s.control_request(&req("PUT", "/calls", "")).status, 405);
         assert_eq!(s.control_request(&req("GET", "/health", "")).status, 200);
         assert_eq!(s.control_request(&req("DELETE", "/faults", "")).status, 200);
+    }
+
+    fn phone_sim() -> Sim {
+        Sim::new(
+            Fixture::parse(
+                r#"
+[account]
+api_user = "u"
+api_key = "k"
+[[users]]
+id = 7
+username = "frank"
+password = "Frank-Phone8"
+bindings = [{ id = 9001, vendor = "PHONE_FACTOR", behaviour = "manual",
+              phones = [{ country_code = 1, phone = "5125550100", type = "PRIMARY" },
+                        { country_code = 1, phone = "5125550199", type = "BACKUP" }] },
+            { id = 9002, vendor = "TOTP" }]
+"#,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn authed(method: &str, path: &str, body: &str) -> Request {
+        let mut r = req(method, path, body);
+        r.headers
+            .push(("Authorization".into(), "Basic dTpr".into())); // u:k
+        r
+    }
+
+    fn answer(s: &Sim, path: &str, body: &str) -> (u16, Value) {
+        let Action::Respond { resp, .. } =
+            s.portal_request(&authed("POST", path, body), 1, "127.0.0.1".parse().unwrap())
+        else {
+            panic!("expected a response");
+        };
+        (resp.status, serde_json::from_slice(&resp.body).unwrap())
+    }
+
+    fn ctl(s: &Sim, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let r = s.control_request(&req(method, path, body));
+        (r.status, serde_json::from_slice(&r.body).unwrap())
+    }
+
+    const PHONE: &str = "/rest/v3.1/SoftLayer_User_Customer_External_Binding_Phone/9001";
+
+    #[test]
+    fn phone_controls() {
+        let s = phone_sim();
+        let request = format!("{PHONE}/requestPhoneValidation.json");
+        let check = format!("{PHONE}/checkPhoneValidationResult.json");
+        let backup =
+            r#"{"parameters":[{"countryCode":1,"phone":"5125550199","phoneType":"BACKUP"}]}"#;
+        assert_eq!(
+            ctl(
+                &s,
+                "POST",
+                "/phone/answer",
+                r#"{"binding_id":9001,"result":"approve"}"#
+            ),
+            (
+                404,
+                json!({"ok": false, "error": "no pending phone validation"})
+            )
+        );
+        let (st, tok) = answer(&s, &request, backup);
+        assert_eq!(st, 200);
+        let tok = tok.as_str().unwrap().to_string();
+        let (st, p) = ctl(&s, "GET", "/phone/pending", "");
+        assert_eq!(st, 200);
+        assert_eq!(p[0]["binding_id"], 9001);
+        assert_eq!(p[0]["username"], "frank");
+        assert_eq!(p[0]["phone"], "0199");
+        assert!(p[0]["token_age_ms"].is_u64());
+        assert_eq!(p[0].as_object().unwrap().len(), 4);
+        let body = format!(r#"{{"parameters":["{tok}"]}}"#);
+        assert_eq!(
+            answer(&s, &check, &body).1["code"],
+            "SoftLayer_Exception_User_Customer_External_Binding_AwaitingResponse"
+        );
+        assert_eq!(
+            ctl(
+                &s,
+                "POST",
+                "/phone/answer",
+                r#"{"username":"frank","result":"approve"}"#
+            ),
+            (200, json!({"ok": true}))
+        );
+        assert_eq!(answer(&s, &check, &body), (200, json!(true)));
+        assert_eq!(ctl(&s, "GET", "/phone/pending", "").1, json!([]));
+        // by binding id; deny and wrong_pin fail
+        for result in ["deny", "wrong_pin"] {
+            let tok = answer(&s, &request, backup).1.as_str().unwrap().to_string();
+            let a = format!(r#"{{"binding_id":9001,"result":"{result}"}}"#);
+            assert_eq!(ctl(&s, "POST", "/phone/answer", &a).0, 200);
+            let body = format!(r#"{{"parameters":["{tok}"]}}"#);
+            assert_eq!(
+                answer(&s, &check, &body).1["code"],
+                "SoftLayer_Exception_User_Customer_External_Binding_PhoneValidationFailed"
+            );
+        }
+        // bad bodies, unknown users and bindings
+        for (body, status) in [
+            ("{", 400),
+            (r#"{"binding_id":9001}"#, 400),
+            (r#"{"result":"approve"}"#, 400),
+            (r#"{"binding_id":9001,"result":"maybe"}"#, 400),
+            (r#"{"binding_id":9001,"result":"approve","x":1}"#, 400),
+            (r#"{"username":"nobody","result":"approve"}"#, 404),
+            (r#"{"binding_id":9002,"result":"approve"}"#, 404),
+        ] {
+            assert_eq!(ctl(&s, "POST", "/phone/answer", body).0, status, "{body}");
+        }
+        // behaviour at run time: deny at once
+        assert_eq!(
+            ctl(
+                &s,
+                "POST",
+                "/phone/behaviour",
+                r#"{"binding_id":9001,"behaviour":"deny","delay_ms":0}"#
+            ),
+            (200, json!({"ok": true}))
+        );
+        let tok = answer(&s, &request, backup).1.as_str().unwrap().to_string();
+        let body = format!(r#"{{"parameters":["{tok}"]}}"#);
+        assert_eq!(
+            answer(&s, &check, &body).1["error"],
+            "Phone validation failed."
+        );
+        for (body, status) in [
+            (r#"{"binding_id":9001,"behaviour":"sing"}"#, 400),
+            (r#"{"binding_id":9001,"expire_s":0}"#, 400),
+            (r#"{"behaviour":"deny"}"#, 400),
+            (r#"{"binding_id":9002,"behaviour":"deny"}"#, 404),
+            (r#"{"binding_id":1,"behaviour":"deny"}"#, 404),
+        ] {
+            assert_eq!(
+                ctl(&s, "POST", "/phone/behaviour", body).0,
+                status,
+                "{body}"
+            );
+        }
+        assert_eq!(ctl(&s, "GET", "/phone/answer", "").0, 405);
+        assert_eq!(ctl(&s, "POST", "/phone/pending", "").0, 405);
+        assert_eq!(ctl(&s, "GET", "/phone/nope", "").0, 404);
+        // 3 failures so far; the calls log names the method and binding, never a token
+        let calls = serde_json::to_string(&s.calls()).unwrap();
+        assert!(!calls.contains(&tok), "{calls}");
+        let c = &s.calls()[0];
+        assert_eq!(c.method.as_deref(), Some("requestPhoneValidation"));
+        assert_eq!(c.object_id.as_deref(), Some("9001"));
+        assert_eq!(c.username.as_deref(), Some("frank"));
+        assert_eq!(c.result.as_deref(), Some("ok"));
+        assert_eq!(s.portal.phone().failures(9001, Instant::now()), 3);
+        // reset: validations, counters, failures gone; the fixture's behaviour is back
+        let _pending = answer(&s, &request, backup);
+        ctl(&s, "POST", "/reset", "");
+        assert_eq!(s.portal.phone().failures(9001, Instant::now()), 0);
+        assert_eq!(ctl(&s, "GET", "/phone/pending", "").1, json!([]));
+        assert_eq!(
+            s.portal.phone().settings(9001).unwrap().behaviour,
+            Behaviour::Manual
+        );
     }
 
     #[test]

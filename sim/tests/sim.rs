@@ -403,6 +403,9 @@ fn refuses_bad_startup() {
         .err()
         .unwrap();
     assert!(e.contains("extra_key"), "{e}");
+    let bad_mode = SECOND_FACTOR_FIXTURE.replace("pin_mode = \"STANDARD\"", "pin_mode = \"OTP\"");
+    let e = Sim::start_with(&bad_mode, &[]).err().unwrap();
+    assert!(e.contains("pin_mode") && e.contains("9001"), "{e}");
 }
 
 fn http_call(sim: &Sim, method: &str) -> std::io::Result<Vec<u8>> {
@@ -704,4 +707,331 @@ fn undrained_or_closed_stderr_never_blocks_the_server() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Second factors: the phone binding service (PROTOCOL 2.4), TOTP and VeriSign (2.5)
+
+const SECOND_FACTOR_FIXTURE: &str = r#"
+[account]
+api_user = "SL100001"
+api_key = "0123456789abcdef"
+
+[[users]]
+id = 5006
+username = "frank"
+password = "Frank-Phone8"
+
+[[users.bindings]]
+id = 9001
+vendor = "PHONE_FACTOR"
+mode = "VOICE_CALL"
+pin_mode = "STANDARD"
+behaviour = "approve"
+delay_ms = 300
+primary_fails = true
+phones = [
+  { country_code = 1, phone = "5125550100", extension = "", type = "PRIMARY" },
+  { country_code = 1, phone = "5125550199", type = "BACKUP" },
+]
+
+[[users]]
+id = 5010
+username = "mallory"
+password = "Mallory-Call3"
+bindings = [{ id = 9010, vendor = "PHONE_FACTOR", behaviour = "manual", expire_s = 60 }]
+
+[[users]]
+id = 5007
+username = "grace"
+password = "Grace-Totp42"
+bindings = [{ id = 9002, vendor = "TOTP", code = "123456" }]
+
+[[users]]
+id = 5008
+username = "heidi"
+password = "Heidi-Vip77"
+bindings = [{ id = 9003, vendor = "VERISIGN", code = "111111", second_code = "222222", out_of_sync = true }]
+"#;
+
+const PHONE_SVC: &str = "SoftLayer_User_Customer_External_Binding_Phone";
+
+/// POST `{"parameters": params}` to `{base}/{path}`, with service credentials if `auth`.
+fn post(agent: &ureq::Agent, base: &str, path: &str, params: Value, auth: bool) -> (u16, Value) {
+    let mut req = agent
+        .post(format!("{base}/{path}"))
+        .header("Content-Type", "application/json");
+    if auth {
+        req = req.header("Authorization", AUTH);
+    }
+    let mut resp = req
+        .send(json!({ "parameters": params }).to_string())
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+/// Poll checkPhoneValidationResult until it stops answering AwaitingResponse (10 s at most).
+fn poll(agent: &ureq::Agent, base: &str, binding: u64, token: &str) -> (u16, Value, usize) {
+    let path = format!("{PHONE_SVC}/{binding}/checkPhoneValidationResult.json");
+    let t0 = Instant::now();
+    let mut awaiting = 0;
+    loop {
+        let (s, v) = post(agent, base, &path, json!([token]), true);
+        if v["code"] != "SoftLayer_Exception_User_Customer_External_Binding_AwaitingResponse" {
+            return (s, v, awaiting);
+        }
+        assert_eq!(
+            v["error"],
+            "Waiting on the external authentication response"
+        );
+        awaiting += 1;
+        assert!(t0.elapsed() < Duration::from_secs(10), "still awaiting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn phone_approve_flow_over_https() {
+    let sim = Sim::start_with(SECOND_FACTOR_FIXTURE, &[]).unwrap();
+    let a = agent(&sim.ca);
+    let base = &sim.portal;
+    let url = |m: &str| format!("{base}/{PHONE_SVC}/9001/{m}.json");
+    assert_eq!(
+        get(&a, &url("getBindingStatus"), Some(AUTH)).unwrap(),
+        (200, json!("ACTIVE"))
+    );
+    assert_eq!(get(&a, &url("getBindingStatus"), None).unwrap().0, 401);
+    assert_eq!(
+        get(&a, &url("getAuthenticationMode"), Some(AUTH)).unwrap(),
+        (200, json!({"mode": "VOICE_CALL", "pinMode": "STANDARD"}))
+    );
+    let (s, phones) = get(&a, &url("getPhoneData"), Some(AUTH)).unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(
+        phones,
+        json!([
+            {"countryCode": 1, "phone": "5125550100", "extension": "", "phoneType": "PRIMARY"},
+            {"countryCode": 1, "phone": "5125550199", "extension": "", "phoneType": "BACKUP"}
+        ])
+    );
+    let (s, v) = get(
+        &a,
+        &format!("{base}/{PHONE_SVC}/9002/getBindingStatus.json"),
+        Some(AUTH),
+    )
+    .unwrap();
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (404, Some("SoftLayer_Exception_ObjectNotFound"))
+    );
+
+    // the PRIMARY phone cannot be reached: fall back to BACKUP, sent back as getPhoneData gave it
+    let req_path = format!("{PHONE_SVC}/9001/requestPhoneValidation.json");
+    let (s, v) = post(&a, base, &req_path, json!([phones[0]]), true);
+    assert_eq!(
+        (s, v),
+        (
+            500,
+            json!({"error": "Unable to reach the phone number.", "code": "SoftLayer_Exception"})
+        )
+    );
+    let (s, token) = post(&a, base, &req_path, json!([phones[1]]), true);
+    assert_eq!(s, 200);
+    let token = token.as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    let (s, v, awaiting) = poll(&a, base, 9001, &token);
+    assert_eq!((s, v), (200, json!(true)));
+    assert!(awaiting >= 1 && t0.elapsed() >= Duration::from_millis(250));
+    // one final answer per token
+    let (s, v) = post(
+        &a,
+        base,
+        &format!("{PHONE_SVC}/9001/checkPhoneValidationResult.json"),
+        json!([token]),
+        true,
+    );
+    assert_eq!(
+        (s, v),
+        (
+            500,
+            json!({"error": "Failed to find an valid authentication request.",
+                   "code": "SoftLayer_Exception_User_Customer_External_Binding_InvalidAuthenticationToken"})
+        )
+    );
+
+    let calls = sim.calls();
+    let text = serde_json::to_string(&calls).unwrap();
+    assert!(!text.contains(&token), "{text}");
+    let req = calls
+        .iter()
+        .find(|c| c["method"] == "requestPhoneValidation" && c["result"] == "ok")
+        .unwrap();
+    assert_eq!(req["service"], PHONE_SVC);
+    assert_eq!(req["object_id"], "9001");
+    assert_eq!(req["username"], "frank");
+    assert_eq!(req["auth"], true);
+    assert!(calls
+        .iter()
+        .any(|c| c["method"] == "checkPhoneValidationResult" && c["result"] == "ok"));
+}
+
+#[test]
+fn phone_manual_flow_answered_by_control() {
+    let sim = Sim::start_with(SECOND_FACTOR_FIXTURE, &[]).unwrap();
+    let a = agent(&sim.ca);
+    let base = &sim.portal;
+    let (s, token) = post(
+        &a,
+        base,
+        &format!("{PHONE_SVC}/9010/requestPhoneValidation.json"),
+        json!([{"countryCode": 1, "phone": "5125550100", "extension": "", "phoneType": "PRIMARY"}]),
+        true,
+    );
+    assert_eq!(s, 200);
+    let token = token.as_str().unwrap().to_string();
+    let check = format!("{PHONE_SVC}/9010/checkPhoneValidationResult.json");
+    let (_, v) = post(&a, base, &check, json!([token]), true);
+    assert_eq!(
+        v["code"],
+        "SoftLayer_Exception_User_Customer_External_Binding_AwaitingResponse"
+    );
+    let (s, p) = sim.control("GET", "/phone/pending", "");
+    assert_eq!(s, 200);
+    assert_eq!(p.as_array().unwrap().len(), 1);
+    assert_eq!(
+        (&p[0]["binding_id"], &p[0]["username"], &p[0]["phone"]),
+        (&json!(9010), &json!("mallory"), &json!("0100"))
+    );
+    // nobody pending for frank
+    let (s, _) = sim.control(
+        "POST",
+        "/phone/answer",
+        r#"{"username":"frank","result":"approve"}"#,
+    );
+    assert_eq!(s, 404);
+    let (s, v) = sim.control(
+        "POST",
+        "/phone/answer",
+        r#"{"username":"mallory","result":"approve"}"#,
+    );
+    assert_eq!((s, v), (200, json!({"ok": true})));
+    assert_eq!(
+        post(&a, base, &check, json!([token]), true),
+        (200, json!(true))
+    );
+    assert_eq!(sim.control("GET", "/phone/pending", "").1, json!([]));
+
+    // deny through the control interface; then change the behaviour at run time
+    let (_, token) = post(
+        &a,
+        base,
+        &format!("{PHONE_SVC}/9010/requestPhoneValidation.json"),
+        json!([{"countryCode": 1, "phone": "5125550100"}]),
+        true,
+    );
+    sim.control(
+        "POST",
+        "/phone/answer",
+        r#"{"binding_id":9010,"result":"deny"}"#,
+    );
+    let (s, v) = post(&a, base, &check, json!([token]), true);
+    assert_eq!(
+        (s, v["code"].as_str(), v["error"].as_str()),
+        (
+            500,
+            Some("SoftLayer_Exception_User_Customer_External_Binding_PhoneValidationFailed"),
+            Some("Phone validation failed.")
+        )
+    );
+    let (s, _) = sim.control(
+        "POST",
+        "/phone/behaviour",
+        r#"{"binding_id":9010,"behaviour":"approve","delay_ms":0}"#,
+    );
+    assert_eq!(s, 200);
+    let (_, token) = post(
+        &a,
+        base,
+        &format!("{PHONE_SVC}/9010/requestPhoneValidation.json"),
+        json!([{"countryCode": 1, "phone": "5125550100"}]),
+        true,
+    );
+    assert_eq!(
+        post(&a, base, &check, json!([token]), true),
+        (200, json!(true))
+    );
+}
+
+#[test]
+fn totp_and_verisign_over_https() {
+    let sim = Sim::start_with(SECOND_FACTOR_FIXTURE, &[]).unwrap();
+    let a = agent(&sim.ca);
+    let base = &sim.portal;
+    let path = "SoftLayer_User_Customer/performExternalAuthentication.json";
+    let totp = |code: &str| {
+        json!([{"complexType": "SoftLayer_Container_User_Customer_External_Binding_Totp",
+                "username": "grace", "password": "Grace-Totp42", "securityCode": code,
+                "vendor": "TOTP"}])
+    };
+    let (s, v) = post(&a, base, path, totp("123456"), false);
+    assert_eq!(s, 200);
+    assert_eq!(v["userId"], 5007);
+    let hash = v["hash"].as_str().unwrap().to_string();
+    assert!(hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()));
+    let (s, v) = post(&a, base, path, totp("654321"), false);
+    assert_eq!(
+        (s, v),
+        (
+            500,
+            json!({"error": "Invalid login credentials provided.",
+                   "code": "SoftLayer_Exception_User_Customer_LoginFailed"})
+        )
+    );
+    let (_, l) = sim.control("GET", "/lockouts", "");
+    assert_eq!(l["users"][0]["key"], "grace");
+    assert_eq!(l["users"][0]["failures"], 1);
+
+    let vs = |second: Option<&str>| {
+        let mut c = json!({"complexType": "SoftLayer_Container_User_Customer_External_Binding_Verisign",
+                           "username": "heidi", "password": "Heidi-Vip77", "securityCode": "111111",
+                           "vendor": "VERISIGN"});
+        if let Some(s) = second {
+            c["secondSecurityCode"] = json!(s);
+        }
+        json!([c])
+    };
+    let (s, v) = post(&a, base, path, vs(None), false);
+    assert_eq!(
+        (s, v),
+        (
+            500,
+            json!({"error": "Your credential has become out of synchronization.  Please supply a second security code.",
+                   "code": "SoftLayer_Exception_User_Customer_External_Binding_Verisign_SecondSecurityCodeRequired"})
+        )
+    );
+    let (s, v) = post(&a, base, path, vs(Some("222222")), false);
+    assert_eq!((s, v["userId"].clone()), (200, json!(5008)));
+    let (_, v) = post(&a, base, path, vs(Some("333333")), false);
+    assert_eq!(v["code"], "SoftLayer_Exception_User_Customer_LoginFailed");
+
+    // the calls log has the username, never a code, password or hash
+    let calls = sim.calls();
+    let text = serde_json::to_string(&calls).unwrap();
+    for secret in [
+        "123456",
+        "654321",
+        "111111",
+        "222222",
+        "Grace-Totp42",
+        "Heidi-Vip77",
+        &hash,
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(calls[0]["method"], "performExternalAuthentication");
+    assert_eq!(calls[0]["username"], "grace");
+    assert_eq!(calls[0]["password_sent"], true);
+    assert_eq!(calls[0]["result"], "ok");
 }
