@@ -75,7 +75,7 @@ impl Record {
         } else {
             self.failures
                 .iter()
-                .filter(|&&t| t + policy.window_s > now && t <= now)
+                .filter(|&&t| t + policy.window_s > now)
                 .count() as u32
         };
         Tally {
@@ -95,9 +95,11 @@ impl Record {
                 triggered: false,
             };
         }
-        self.failures
-            .retain(|&t| t + policy.window_s > now && t <= now);
+        // Keep failures stamped after `now`: another process may have read the clock after this
+        // one and written first (each process reads its clock before waiting for the lock).
+        self.failures.retain(|&t| t + policy.window_s > now);
         self.failures.push(now);
+        self.failures.sort_unstable();
         let keep = (policy.max_failures as usize).min(MAX_FAILURES_KEPT);
         if self.failures.len() > keep {
             let drop = self.failures.len() - keep;
@@ -187,6 +189,14 @@ mod tests {
         assert_eq!(r.tally(1201, &P).failures, 0);
         assert!(r.is_stale(1300, 100));
         assert!(!r.is_stale(1150, 100));
+    }
+
+    #[test]
+    fn a_later_stamp_written_first_is_kept() {
+        let mut r = Record::default();
+        r.add_failure(1001, &P);
+        assert_eq!(r.add_failure(1000, &P).failures, 2);
+        assert_eq!(r.failures, vec![1000, 1001]);
     }
 
     #[test]

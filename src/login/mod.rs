@@ -281,12 +281,14 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                     "the user has an IP policy and the host gave no usable address"
                 }
             };
+            self.decoy_call(world);
             let d = Decision::refused(Reason::IpNotAllowed, None)
                 .factor(factor)
                 .detail(detail.into());
             return self.fail(d, &keys, false);
         }
         let Some(name) = name else {
+            self.decoy_call(world);
             let d = Decision::refused(Reason::UserUnknown, None)
                 .factor(factor)
                 .detail("not a name the portal can hold".into());
@@ -541,6 +543,20 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         let id = q.id;
         let text = self.s.prompts.question.replace("{question}", &q.text);
         Ok(Second::Answer(id, self.ask(&text)?))
+    }
+
+    /// Keeps a refusal that needs no portal call as slow as one that makes it (SPEC §4: timing
+    /// tells nothing before the password is verified): the same call, for a name no portal user
+    /// can have, with a random password. The user's password is never sent; the answer is
+    /// ignored.
+    fn decoy_call(&mut self, world: &dyn World) {
+        let name = format!("pam_portal decoy {:x}", world.pick(usize::MAX));
+        let password = Secret::new(format!(
+            "{:x}{:x}",
+            world.pick(usize::MAX),
+            world.pick(usize::MAX)
+        ));
+        let _ = self.portal.login(&name, &password, None);
     }
 
     /// An echo-off prompt; no answer is a conversation error.

@@ -712,6 +712,10 @@ pub fn parse_verdict(answer: Result<Value, WireError>) -> Result<Verdict, Unavai
                 "External_Binding_SecurityCodeRequired" => {
                     Verdict::FactorRequired(Vendor::Verisign, message)
                 }
+                "External_Binding_AuthenticationFailed" => Verdict::LoginFailed(message),
+                "External_Binding_Verisign_SecondSecurityCodeRequired" => {
+                    Verdict::SecondCodeRequired(message)
+                }
                 _ if code == "SoftLayer_Exception_Public"
                     && message == "Unauthorized IP Address!" =>
                 {
@@ -803,6 +807,38 @@ mod tests {
         .is_err());
         assert!(parse_verdict(api("SoftLayer_Exception_Public", "Internal Error")).is_err());
         assert!(parse_verdict(api("", "")).is_err());
+    }
+
+    #[test]
+    fn code_verdicts() {
+        assert_eq!(
+            parse_verdict(api(
+                "SoftLayer_Exception_User_Customer_External_Binding_Verisign_SecondSecurityCodeRequired",
+                "Your credential has become out of synchronization.  Please supply a second security code."
+            )),
+            Ok(Verdict::SecondCodeRequired(
+                "Your credential has become out of synchronization.  Please supply a second security code.".into()
+            ))
+        );
+        assert!(matches!(
+            parse_verdict(api(
+                "SoftLayer_Exception_User_Customer_External_Binding_AuthenticationFailed",
+                "x"
+            )),
+            Ok(Verdict::LoginFailed(_))
+        ));
+        assert_eq!(
+            parse_phones(json!([
+                {"countryCode": 1, "phone": "5125550199", "phoneType": "BACKUP"},
+                {"countryCode": "1", "phone": 5125550100u64, "extension": "", "phoneType": "PRIMARY"}
+            ]))
+            .unwrap()
+            .iter()
+            .map(|p| (p.number.as_str(), p.backup))
+            .collect::<Vec<_>>(),
+            vec![("5125550100", false), ("5125550199", true)]
+        );
+        assert!(parse_phones(json!([{"countryCode": 1}])).is_err());
     }
 
     #[test]
