@@ -39,7 +39,7 @@ pub fn standard(extra_toml: &str) -> (Sim, Env) {
 /// Decodes a hex string (`"616c"` → `b"al"`); whitespace is ignored. `None` if malformed.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
