@@ -112,12 +112,27 @@ fn pam_code(d: &Decision) -> PamResultCode {
     PamResultCode::try_from(d.code as std::os::raw::c_int).unwrap_or(PamResultCode::PAM_ABORT)
 }
 
+/// Debug builds only (never a release build): `PAM_PORTAL_TEST_PANIC=1` in the host's
+/// environment makes authenticate panic, so a test can show that pam-bindings' guard turns a
+/// panic into PAM_ABORT and the host survives (SPEC §5, last row).
+#[cfg(debug_assertions)]
+#[allow(clippy::panic)]
+fn test_panic_hook() {
+    if std::env::var_os("PAM_PORTAL_TEST_PANIC").is_some_and(|v| v == "1") {
+        panic!("PAM_PORTAL_TEST_PANIC: a panic injected by a test");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn test_panic_hook() {}
+
 pub struct PamPortal;
 
 pam_bindings::pam_hooks!(PamPortal);
 
 impl PamHooks for PamPortal {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        test_panic_hook();
         let mut pam = LibPam::new(pamh, flags);
         let service = pam.service();
         let rhost = pam.rhost();

@@ -1078,3 +1078,26 @@ fn setcred_is_success() {
     let o = env.login().setcred().run();
     assert_eq!(o.setcred, Some(PAM_SUCCESS), "{}", o.describe());
 }
+
+// ---- internal fault: PAM_ABORT ------------------------------------------------------------
+
+#[test]
+fn abort_internal_fault_panic_is_pam_abort_and_the_host_survives() {
+    // The debug build's test hook (src/lib.rs) panics inside pam_sm_authenticate.
+    let (sim, env) = standard("");
+    let o = env
+        .login()
+        .rhost(CLIENT)
+        .answers(&[ALICE_PW, ALICE_ANSWER])
+        .var("PAM_PORTAL_TEST_PANIC", "1")
+        .auth()
+        .acct()
+        .run();
+    // pam-drive itself reports: the host process survived the panic and went on.
+    assert_eq!(o.auth, Some(PAM_ABORT), "{}", o.describe());
+    assert!(o.messages.is_empty(), "{}", o.describe());
+    assert!(sim.calls().is_empty(), "no portal call before the fault");
+    // The same host, without the fault, logs in.
+    let o = alice_ok(&env);
+    expect(&o, PAM_SUCCESS, &[]);
+}

@@ -272,6 +272,7 @@ impl Env {
             setcred: false,
             wrapper: false,
             capture_fail_delay: false,
+            vars: Vec::new(),
             timeout: Duration::from_secs(60),
         }
     }
@@ -337,9 +338,16 @@ pub struct LoginBuilder<'e> {
     wrapper: bool,
     capture_fail_delay: bool,
     timeout: Duration,
+    vars: Vec<(String, String)>,
 }
 
 impl<'e> LoginBuilder<'e> {
+    /// An environment variable for the pam-drive process (and so for the module).
+    pub fn var(mut self, key: &str, value: &str) -> Self {
+        self.vars.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// The PAM service name (the stack file in `confdir`).
     pub fn service(mut self, s: &str) -> Self {
         self.service = s.to_string();
@@ -436,6 +444,7 @@ impl<'e> LoginBuilder<'e> {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(drive_path());
+        cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));
         cmd.arg("--service").arg(&self.service);
         match &self.user {
             Some(u) => match std::str::from_utf8(u) {
