@@ -139,7 +139,8 @@ impl PamHooks for PamPortal {
         let (decision, user, found) = match prepare(&pam, &args, &service) {
             Err(d) => (d, None, None),
             Ok((parsed, settings, store)) => {
-                let mut portal = HttpPortal::new(&settings.portal);
+                let mut portal = HttpPortal::new(&settings.portal)
+                    .with_question_cache(settings.lockout.dir.join("questions.cache"));
                 let out = login::authenticate(
                     &mut pam,
                     &settings,

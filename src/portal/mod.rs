@@ -2,6 +2,7 @@
 //! the first call and reused for the others, so a login opens one connection and makes one TLS
 //! handshake. Nothing here lives in a static but parsed CA certificates (plain data).
 
+pub mod cache;
 pub mod wire;
 
 use crate::config::PortalSettings;
@@ -170,6 +171,8 @@ pub struct HttpPortal<'a> {
     agent: Option<Agent>,
     /// All calls of one login share `connect_timeout + request_timeout`.
     deadline: Instant,
+    /// Where the question texts are cached between logins (see cache.rs).
+    question_cache: Option<std::path::PathBuf>,
 }
 
 impl<'a> HttpPortal<'a> {
@@ -179,7 +182,15 @@ impl<'a> HttpPortal<'a> {
             settings,
             agent: None,
             deadline: Instant::now() + budget,
+            question_cache: None,
         }
+    }
+
+    /// Keeps the question texts in `path` for `cache::MAX_AGE` between logins, so that a
+    /// question login makes two calls instead of three.
+    pub fn with_question_cache(mut self, path: std::path::PathBuf) -> Self {
+        self.question_cache = Some(path);
+        self
     }
 
     fn agent(&mut self) -> Result<Agent, Unavailable> {
@@ -346,9 +357,19 @@ impl PortalApi for HttpPortal<'_> {
     }
 
     fn questions(&mut self) -> Result<Vec<Question>, Unavailable> {
+        let now = std::time::SystemTime::now();
+        if let Some(path) = &self.question_cache {
+            if let Some(q) = cache::read(path, &self.settings.url, now) {
+                return Ok(q);
+            }
+        }
         let url = self.url("SoftLayer_User_Security_Question/getAllObjects");
         let value = self.call(&url, None, None)?.map_err(unexpected)?;
-        parse_questions(value)
+        let questions = parse_questions(value)?;
+        if let Some(path) = &self.question_cache {
+            cache::write(path, &self.settings.url, now, &questions);
+        }
+        Ok(questions)
     }
 
     fn login(
