@@ -3,8 +3,33 @@
 //   which exits afterwards would then run thread-local destructors that point into unmapped
 //   code and segfault. Keeping the object mapped avoids that.
 // - libpam itself, for the few functions src/pam/ffi.rs declares.
+// - the unwinder from libgcc_eh.a, linked statically: it comes before rustc's `-lgcc_s` on the
+//   link line, and rustc links with `--as-needed`, so the module no longer needs libgcc_s.so
+//   at run time. One shared library fewer to map and relocate in every login process (the
+//   largest part of the module's fixed cost; see BENCHMARKS.md). The cdylib's version script
+//   keeps the unwinder's symbols local, so the host's own unwinder is untouched.
 fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     println!("cargo:rustc-link-lib=pam");
+    if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu") {
+        if let Some(dir) = libgcc_eh_dir() {
+            println!("cargo:rustc-link-search=native={dir}");
+            println!("cargo:rustc-link-lib=static=gcc_eh");
+        }
+    }
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// The directory of the C compiler's libgcc_eh.a, if it has one (else libgcc_s stays linked).
+fn libgcc_eh_dir() -> Option<String> {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = std::process::Command::new(cc)
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()?;
+    let path = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    if !path.is_absolute() || !path.is_file() {
+        return None;
+    }
+    Some(path.parent()?.to_str()?.to_string())
 }

@@ -91,28 +91,38 @@ impl FileStore {
     }
 
     fn parse_or_warn(&self, f: &mut File, key: &Key, path: &Path) -> Record {
+        self.read_locked(f, key, path).0
+    }
+
+    /// Reads a record: `(record, state)`, where an empty file is one `update` just created
+    /// (records are never written empty) and a damaged one is reported and read as empty.
+    fn read_locked(&self, f: &mut File, key: &Key, path: &Path) -> (Record, Found) {
         let mut text = String::new();
         let read = f.take(MAX_RECORD_BYTES).read_to_string(&mut text);
-        // An empty file is one `update` just created (records are never written empty).
         if read.is_ok() && text.is_empty() {
-            return Record::default();
+            return (Record::default(), Found::New);
         }
         match read
             .map_err(|e| e.to_string())
             .and_then(|_| parse(&text, key))
         {
-            Ok(r) => r,
+            Ok(r) => (r, Found::Valid),
             Err(why) => {
                 self.warn(format!(
                     "damaged lockout record {} replaced: {why}",
                     path.display()
                 ));
-                Record::default()
+                (Record::default(), Found::Damaged)
             }
         }
     }
 
     /// Runs `change` on the key's record under its lock and stores the result.
+    ///
+    /// The common case, one more failure, is one `O_APPEND`-style write of one line at the end
+    /// of the record (a single small `write` is never torn by a killed process); a record just
+    /// created gets its whole text in one write. Anything else (a lock starting, failures
+    /// leaving the window, a damaged record) replaces the record atomically.
     fn update<T>(
         &self,
         key: &Key,
@@ -138,10 +148,19 @@ impl FileStore {
                 Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => {}
                 _ => continue,
             }
-            let mut record = self.parse_or_warn(&mut f, key, &path);
+            let (old, found) = self.read_locked(&mut f, key, &path);
+            let mut record = old.clone();
             let out = change(&mut record);
             if record.is_stale(now, self.longest_window) {
                 fs::remove_file(&path).map_err(|e| io("cannot remove", e))?;
+            } else if found == Found::New {
+                // The file is empty and ours: the whole record in one write.
+                f.write_all(serialize(&record, key).as_bytes())
+                    .map_err(|e| io("cannot write", e))?;
+            } else if let (Found::Valid, Some(t)) = (found, one_more_failure(&old, &record)) {
+                // The read left the offset at the end of the record.
+                f.write_all(format!("f {t}\n").as_bytes())
+                    .map_err(|e| io("cannot write", e))?;
             } else {
                 self.replace(&path, &serialize(&record, key))?;
             }
@@ -246,6 +265,33 @@ impl Store for FileStore {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    New,
+    Valid,
+    Damaged,
+}
+
+/// The one failure time `new` has beyond `old`, if that is the whole difference.
+fn one_more_failure(old: &Record, new: &Record) -> Option<u64> {
+    if new.locked_until != old.locked_until || new.failures.len() != old.failures.len() + 1 {
+        return None;
+    }
+    let mut extra = None;
+    let (mut i, mut j) = (0, 0);
+    while j < new.failures.len() {
+        if i < old.failures.len() && old.failures[i] == new.failures[j] {
+            i += 1;
+        } else if extra.is_none() {
+            extra = Some(new.failures[j]);
+        } else {
+            return None;
+        }
+        j += 1;
+    }
+    extra.filter(|_| i == old.failures.len())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -262,7 +308,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// `u_<hex>`, `i_<hex>`, `p_<hex>`: any username is a safe file name. Names too long for one
 /// are cut and suffixed with a hash of the whole (FNV-1a 64; only such long names can collide).
-fn file_name(key: &Key) -> String {
+pub fn file_name(key: &Key) -> String {
     let prefix = match key {
         Key::User(_) => "u",
         Key::Ip(_) => "i",
@@ -280,7 +326,7 @@ fn file_name(key: &Key) -> String {
     }
 }
 
-fn key_of_file_name(name: &str) -> Option<Key> {
+pub fn key_of_file_name(name: &str) -> Option<Key> {
     let (prefix, rest) = name.split_once('_')?;
     if rest.contains('~') {
         return None; // long names cannot be turned back into keys; status shows them by user
@@ -294,7 +340,7 @@ fn key_of_file_name(name: &str) -> Option<Key> {
     }
 }
 
-fn serialize(r: &Record, key: &Key) -> String {
+pub fn serialize(r: &Record, key: &Key) -> String {
     let mut s = format!(
         "{MAGIC}\nkey {} {}\nuntil {}\n",
         key.kind(),
@@ -307,7 +353,7 @@ fn serialize(r: &Record, key: &Key) -> String {
     s
 }
 
-fn parse(text: &str, key: &Key) -> Result<Record, String> {
+pub fn parse(text: &str, key: &Key) -> Result<Record, String> {
     let mut lines = text.lines();
     if lines.next() != Some(MAGIC) {
         return Err("bad header".into());
@@ -335,6 +381,8 @@ fn parse(text: &str, key: &Key) -> Result<Record, String> {
     if !text.ends_with('\n') {
         return Err("truncated".into());
     }
+    // Appended lines are in arrival order, not always in time order.
+    failures.sort_unstable();
     Ok(Record {
         failures,
         locked_until: until,
@@ -429,6 +477,49 @@ mod tests {
         assert_eq!(s.take_warnings().len(), 1);
         assert_eq!(s.record_failure(&k, 1001, &P).unwrap().failures, 1);
         assert!(fs::read_to_string(&path).unwrap().starts_with(MAGIC));
+    }
+
+    #[test]
+    fn failures_are_appended_and_a_lock_rewrites() {
+        let (d, s) = store();
+        let k = Key::User(b"app".to_vec());
+        let path = d.0.join("lock").join(file_name(&k));
+        s.record_failure(&k, 1000, &P).unwrap();
+        let ino = fs::metadata(&path).unwrap().ino();
+        s.record_failure(&k, 999, &P).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), ino, "appended in place");
+        assert!(fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("f 1000\nf 999\n"));
+        assert_eq!(s.tally(&k, 1001, &P).unwrap().failures, 2);
+        assert!(s.record_failure(&k, 1002, &P).unwrap().triggered);
+        assert_ne!(
+            fs::metadata(&path).unwrap().ino(),
+            ino,
+            "a lock replaces the record"
+        );
+        assert!(s.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn one_more_failure_only_for_a_plain_append() {
+        let r = |f: &[u64], u| Record {
+            failures: f.to_vec(),
+            locked_until: u,
+        };
+        assert_eq!(one_more_failure(&r(&[1, 3], 0), &r(&[1, 2, 3], 0)), Some(2));
+        assert_eq!(one_more_failure(&r(&[], 0), &r(&[5], 0)), Some(5));
+        assert_eq!(
+            one_more_failure(&r(&[1, 3], 0), &r(&[3, 4], 0)),
+            None,
+            "pruned"
+        );
+        assert_eq!(
+            one_more_failure(&r(&[1], 0), &r(&[1, 2], 9)),
+            None,
+            "locked"
+        );
+        assert_eq!(one_more_failure(&r(&[1, 2], 0), &r(&[1, 2], 0)), None);
     }
 
     #[test]

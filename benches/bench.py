@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""pam_portal benchmarks, run on demand (never in the tests).
+
+Builds in release mode, starts portal-sim over HTTPS on loopback, and measures, side by side in
+one run so that ratios stay meaningful on a shared machine:
+
+  1. a full password + question login through pamtester, a fresh process per login (as sshd
+     does), against curl making the same HTTPS calls over one connection in one fresh process;
+  2. a locked username refused, against pam_faillock.so refusing a locked user (same driver);
+  3. failure recording by 32 concurrent processes, against pam_faillock.so under the same load:
+     throughput and exactness of the counts;
+  4. logins per second at 1, 8 and 32 concurrent clients;
+  5. the module's stripped size, crate count, and the resident memory it adds to the host.
+
+Usage: benches/bench.py [--runs N] [--write]   (--write also rewrites BENCHMARKS.md)
+Needs root (it writes PAM service files to /etc/pam.d and removes them at exit).
+"""
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+MODULE = os.path.join(REL, "libpam_portal.so")
+SECURITY = "/lib/x86_64-linux-gnu/security"
+PW, ANSWER = "Bench-Pass1!", "Rex"
+API_USER, API_KEY = "SL300003", "bench-key-5e1d"
+RHOST = "198.51.100.50"
+
+FIXTURE = f"""
+[account]
+api_user = "{API_USER}"
+api_key = "{API_KEY}"
+[lockout]
+max_failures = 1000000
+[[questions]]
+id = 101
+question = "What was the name of your first pet?"
+display_order = 1
+[[users]]
+id = 1
+username = "alice"
+password = "{PW}"
+secondary_login_required = true
+answers = [{{ question_id = 101, answer = "{ANSWER}" }}]
+"""
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class Bench:
+    def __init__(self, runs):
+        self.runs = runs
+        self.tmp = tempfile.mkdtemp(prefix="pam_portal-bench.")
+        self.tag = f"pam_portal-bench-{os.getpid()}"
+        self.services = []
+        self.sim = None
+
+    # -- setup ---------------------------------------------------------------------------
+    def build(self):
+        print("building (release)...", file=sys.stderr)
+        sh(["cargo", "build", "--release", "--workspace", "--quiet"], cwd=ROOT)
+
+    def start_sim(self):
+        fx = os.path.join(self.tmp, "fixture.toml")
+        with open(fx, "w") as f:
+            f.write(FIXTURE)
+        self.sim = subprocess.Popen(
+            [os.path.join(REL, "portal-sim"), "--fixture", fx, "--tls-dir", self.tmp],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        info = {}
+        for line in self.sim.stdout:
+            if line.strip() == "READY":
+                break
+            k, _, v = line.strip().partition("=")
+            info[k] = v
+        self.url, self.ca = info["PORTAL_URL"], info["CA_FILE"]
+
+    def service(self, name, text):
+        svc = f"{self.tag}-{name}"
+        with open(f"/etc/pam.d/{svc}", "w") as f:
+            f.write(text)
+        self.services.append(svc)
+        return svc
+
+    def module_config(self, name, extra=""):
+        lock = os.path.join(self.tmp, f"lock-{name}")
+        cfg = os.path.join(self.tmp, f"{name}.toml")
+        with open(cfg, "w") as f:
+            f.write(f"""[portal]
+url = "{self.url}"
+api_user = "{API_USER}"
+api_key = "{API_KEY}"
+ca_file = "{self.ca}"
+[auth]
+fail_delay_ms = 0
+[lockout]
+dir = "{lock}"
+{extra}""")
+        os.chmod(cfg, 0o600)
+        return cfg, lock
+
+    def cleanup(self):
+        for svc in self.services:
+            try:
+                os.unlink(f"/etc/pam.d/{svc}")
+            except FileNotFoundError:
+                pass
+        if self.sim:
+            self.sim.send_signal(signal.SIGTERM)
+            self.sim.wait(timeout=5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- measuring -----------------------------------------------------------------------
+    @staticmethod
+    def once(cmd, stdin=""):
+        t = time.perf_counter()
+        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+        return time.perf_counter() - t, p.returncode
+
+    def median_ms(self, cmd, stdin="", expect=None):
+        samples = []
+        for _ in range(self.runs):
+            dt, rc = self.once(cmd, stdin)
+            if expect is not None and rc != expect:
+                raise SystemExit(f"{cmd} exited {rc}, expected {expect}")
+            samples.append(dt * 1000)
+        return statistics.median(samples)
+
+    def interleaved(self, a, b):
+        """Medians of two commands measured alternately (same machine state for both)."""
+        sa, sb = [], []
+        for _ in range(self.runs):
+            for (cmd, stdin, exp), out in ((a, sa), (b, sb)):
+                dt, rc = self.once(cmd, stdin)
+                if rc != exp:
+                    raise SystemExit(f"{cmd} exited {rc}, expected {exp}")
+                out.append(dt * 1000)
+        return statistics.median(sa), statistics.median(sb)
+
+    # -- 1. full login vs curl -------------------------------------------------------------
+    def full_login(self):
+        cfg, _ = self.module_config("login")
+        svc = self.service("login", f"auth required {MODULE} config={cfg}\n")
+        login = (["pamtester", "-I", f"rhost={RHOST}", svc, "alice", "authenticate"], f"{PW}\n{ANSWER}\n", 0)
+        self.once(*login[:2])  # warms the question cache, as on any concentrator in use
+        filt = json.dumps({"users": {"username": {"operation": "alice"}}})
+        body = json.dumps({"parameters": ["alice", PW, 101, ANSWER]})
+        curl = (["curl", "-sS", "-o", "/dev/null", "--cacert", self.ca, "-u", f"{API_USER}:{API_KEY}",
+                 "-G", f"{self.url}/SoftLayer_Account/getUsers.json", "--data-urlencode", f"objectFilter={filt}",
+                 "--next", "-sS", "-o", "/dev/null", "--cacert", self.ca, "-H", "Content-Type: application/json",
+                 "-d", body, f"{self.url}/SoftLayer_User_Customer/getPortalLoginToken.json"], "", 0)
+        m, c = self.interleaved(login, curl)
+        return {"module_ms": m, "curl_ms": c, "ratio": m / c}
+
+    # -- 2. locked refusal vs pam_faillock -------------------------------------------------
+    def locked(self):
+        cfg, _ = self.module_config("locked", "user = { max_failures = 3, lock_s = 3600 }\n")
+        svc = self.service("locked", f"auth required {MODULE} config={cfg}\n")
+        for _ in range(3):  # three empty passwords: counted without a portal call
+            self.once(["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "\n")
+        fdir = os.path.join(self.tmp, "faillock")
+        os.makedirs(fdir, exist_ok=True)
+        opts = f"deny=3 unlock_time=3600 nodelay dir={fdir}"
+        fsvc = self.service("faillock", f"""auth required {SECURITY}/pam_faillock.so preauth silent {opts}
+auth [success=1 default=bad] {SECURITY}/pam_deny.so
+auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
+auth sufficient {SECURITY}/pam_faillock.so authsucc {opts}
+""")
+        for _ in range(3):
+            self.once(["pamtester", "-I", f"rhost={RHOST}", fsvc, "nobody", "authenticate"], "x\n")
+        ours = (["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "", 1)
+        theirs = (["pamtester", "-I", f"rhost={RHOST}", fsvc, "nobody", "authenticate"], "", 1)
+        m, f = self.interleaved(ours, theirs)
+        return {"module_ms": m, "faillock_ms": f, "ratio": m / f}
+
+    # -- 3. concurrent failure recording vs pam_faillock ----------------------------------
+    def concurrent_failures(self, procs=32, total=640):
+        cfg, _ = self.module_config("conc", "user = { max_failures = 10000 }\nip = { max_failures = 10000 }\n")
+        svc = self.service("conc", f"auth required {MODULE} config={cfg}\n")
+        fdir = os.path.join(self.tmp, "faillock-conc")
+        os.makedirs(fdir, exist_ok=True)
+        opts = f"deny=100000 fail_interval=3600 nodelay dir={fdir}"
+        fsvc = self.service("faillock-conc", f"""auth required {SECURITY}/pam_faillock.so preauth silent {opts}
+auth [success=1 default=bad] {SECURITY}/pam_deny.so
+auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
+""")
+
+        def burst(cmd, stdin):
+            t = time.perf_counter()
+            with cf.ThreadPoolExecutor(procs) as ex:
+                list(ex.map(lambda _: subprocess.run(cmd, input=stdin, capture_output=True, text=True), range(total)))
+            return total / (time.perf_counter() - t)
+
+        ours = burst(["pamtester", "-I", f"rhost={RHOST}", svc, "carol", "authenticate"], "\n")
+        theirs = burst(["pamtester", "-I", f"rhost={RHOST}", fsvc, "nobody", "authenticate"], "x\n")
+        status = subprocess.run([os.path.join(REL, "pam-portal"), "--config", cfg, "status", "--user", "carol", "--json"],
+                                capture_output=True, text=True).stdout  # exit 1 = something is locked
+        counted = next(r["failures"] for r in json.loads(status) if r["kind"] == "user")
+        out = sh(["faillock", "--dir", fdir, "--user", "nobody"]).stdout
+        fcounted = len([l for l in out.splitlines() if re.match(r"^\d{4}-\d\d-\d\d", l.strip())])
+        return {"procs": procs, "total": total, "module_per_s": ours, "faillock_per_s": theirs,
+                "ratio": ours / theirs, "module_counted": counted, "faillock_counted": fcounted}
+
+    # -- 4. logins per second --------------------------------------------------------------
+    def throughput(self, total=240):
+        cfg, _ = self.module_config("rate")
+        svc = self.service("rate", f"auth required {MODULE} config={cfg}\n")
+        cmd = ["pamtester", "-I", f"rhost={RHOST}", svc, "alice", "authenticate"]
+        self.once(cmd, f"{PW}\n{ANSWER}\n")
+        out = {}
+        for n in (1, 8, 32):
+            t = time.perf_counter()
+            with cf.ThreadPoolExecutor(n) as ex:
+                rcs = list(ex.map(lambda _: subprocess.run(cmd, input=f"{PW}\n{ANSWER}\n", capture_output=True, text=True).returncode, range(total)))
+            out[n] = {"per_s": total / (time.perf_counter() - t), "ok": rcs.count(0), "total": total}
+        return out
+
+    # -- 5. size, crates, memory -----------------------------------------------------------
+    def footprint(self):
+        stripped = os.path.join(self.tmp, "stripped.so")
+        shutil.copy(MODULE, stripped)
+        sh(["strip", stripped])
+        tree = sh(["cargo", "tree", "-p", "pam_portal", "-e", "normal", "--prefix", "none"], cwd=ROOT).stdout
+        crates = {l.split()[0] for l in tree.splitlines() if l.strip()} - {"pam_portal"}
+        cfg, _ = self.module_config("rss")
+        svc = self.service("rss", f"auth required {MODULE} config={cfg}\n")
+        psvc = self.service("permit", f"auth required {SECURITY}/pam_permit.so\n")
+
+        def maxrss(service, stdin):
+            out = os.path.join(self.tmp, "time.out")
+            subprocess.run(["/usr/bin/time", "-o", out, "-f", "%M", "pamtester", "-I", f"rhost={RHOST}", service,
+                            "alice", "authenticate"], input=stdin, capture_output=True, text=True)
+            with open(out) as f:
+                return int(f.read().split()[-1])
+
+        ours = statistics.median(maxrss(svc, f"{PW}\n{ANSWER}\n") for _ in range(5))
+        base = statistics.median(maxrss(psvc, "") for _ in range(5))
+        return {"stripped_bytes": os.path.getsize(stripped), "crates": len(crates),
+                "rss_kib": ours, "rss_permit_kib": base, "rss_added_kib": ours - base}
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {platform.platform()}"
+
+
+def report(r, runs):
+    f, l, c, t, s = r["full"], r["locked"], r["conc"], r["rate"], r["size"]
+    lines = [
+        f"Machine: {machine()}. Medians of {runs} runs per measurement; the two sides of each ratio",
+        "measured alternately in the same run.",
+        "",
+        "| measurement | pam_portal | reference | ratio (≤ 1.0 is the goal) |",
+        "|---|---|---|---|",
+        f"| full password + question login, fresh process (pamtester) vs curl making the same 2 HTTPS calls on one connection | {f['module_ms']:.1f} ms | curl {f['curl_ms']:.1f} ms | {f['ratio']:.2f} |",
+        f"| locked username refused (pamtester) vs pam_faillock.so refusing a locked user | {l['module_ms']:.1f} ms | pam_faillock {l['faillock_ms']:.1f} ms | {l['ratio']:.2f} |",
+        f"| failures recorded by {c['procs']} concurrent processes ({c['total']} in all) | {c['module_per_s']:.0f}/s, counted {c['module_counted']}/{c['total']} | pam_faillock {c['faillock_per_s']:.0f}/s, counted {c['faillock_counted']}/{c['total']} | throughput {1 / c['ratio']:.2f} (faillock time / ours: ≤ 1.0 means ours is at least as fast) |",
+        "",
+        "| concurrent clients | full logins per second | succeeded |",
+        "|---|---|---|",
+    ]
+    for n, v in t.items():
+        lines.append(f"| {n} | {v['per_s']:.0f} | {v['ok']}/{v['total']} |")
+    lines += [
+        "",
+        f"Module: {s['stripped_bytes'] / 1e6:.2f} MB stripped, {s['crates']} crates in its dependency tree; "
+        f"resident memory of a pamtester login {s['rss_kib']} KiB against {s['rss_permit_kib']} KiB with pam_permit.so "
+        f"(+{s['rss_added_kib']} KiB).",
+    ]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--write", action="store_true", help="rewrite the results section of BENCHMARKS.md")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the benchmark writes PAM service files to /etc/pam.d")
+    b = Bench(args.runs)
+    try:
+        b.build()
+        b.start_sim()
+        results = {"full": b.full_login(), "locked": b.locked(), "conc": b.concurrent_failures(),
+                   "rate": b.throughput(), "size": b.footprint()}
+    finally:
+        b.cleanup()
+    text = report(results, args.runs)
+    print(text)
+    print(json.dumps(results, indent=1), file=sys.stderr)
+    if args.write:
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        with open(path) as f:
+            doc = f.read()
+        start, end = "<!-- results -->", "<!-- /results -->"
+        doc = doc[: doc.index(start) + len(start)] + "\n" + text + "\n" + doc[doc.index(end):]
+        with open(path, "w") as f:
+            f.write(doc)
+
+
+if __name__ == "__main__":
+    main()
