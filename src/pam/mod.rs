@@ -4,6 +4,8 @@
 mod ffi;
 
 pub use ffi::{geteuid, syslog_authpriv};
+// The libpam client side and terminal helpers, for `pam-portal test-login` (src/admin.rs).
+pub use ffi::{echo_off, getuid, isatty, ClientConversation, EchoOff, PamClient};
 
 use crate::secret::Secret;
 use pam_bindings::constants::{

@@ -25,7 +25,7 @@ pub use paths::{
     admin_path, bin_dir, drive_path, module_path, pam_wrapper_lib, sim_path, system_module,
     target_dir, workspace_root,
 };
-pub use proc::{run_with_timeout, Finished};
+pub use proc::{run_with_input, run_with_timeout, Finished};
 pub use sim::{call_method_is, call_username, closed_port_url, Sim};
 
 /// A portal-sim on [`fixtures::standard`] and an [`Env`] for it with `extra_toml` merged over

@@ -34,10 +34,23 @@ fn reader<R: Read + Send + 'static>(r: Option<R>) -> Option<thread::JoinHandle<V
 }
 
 impl Watched {
-    pub(crate) fn spawn(mut cmd: Command, what: String) -> Watched {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+    pub(crate) fn spawn(cmd: Command, what: String) -> Watched {
+        Watched::spawn_with_input(cmd, what, None)
+    }
+
+    /// Like `spawn`; with `input`, stdin is a pipe fed with it (then closed) by a thread.
+    pub(crate) fn spawn_with_input(
+        mut cmd: Command,
+        what: String,
+        input: Option<Vec<u8>>,
+    ) -> Watched {
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -46,6 +59,12 @@ impl Watched {
                 what.chars().take(300).collect::<String>()
             ),
         };
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&data);
+            });
+        }
         let out = reader(child.stdout.take());
         let err = reader(child.stderr.take());
         Watched {
@@ -105,4 +124,11 @@ impl Watched {
 pub fn run_with_timeout(cmd: Command, timeout: Duration) -> Finished {
     let what = format!("{cmd:?}");
     Watched::spawn(cmd, what).wait(timeout)
+}
+
+/// Runs `cmd` with `input` on its stdin (then closed) and waits up to `timeout`, killing it and
+/// panicking on expiry.
+pub fn run_with_input(cmd: Command, input: &[u8], timeout: Duration) -> Finished {
+    let what = format!("{cmd:?}");
+    Watched::spawn_with_input(cmd, what, Some(input.to_vec())).wait(timeout)
 }
