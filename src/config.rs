@@ -389,7 +389,16 @@ impl Config {
         let shown = path.display();
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
-            let msg = e.message().trim().to_string();
+            let mut msg = e.message().trim().to_string();
+            // Some messages ("duplicate key") do not name what they point at: quote it.
+            let at = e
+                .span()
+                .and_then(|s| text.get(s))
+                .map(str::trim)
+                .unwrap_or("");
+            if !at.is_empty() && at.len() <= 60 && !at.contains('\n') && !msg.contains(at) {
+                msg = format!("{msg} `{}`", crate::audit::escape(at));
+            }
             match line {
                 Some(n) => ConfigError(format!("{shown} line {n}: {msg}")),
                 None => ConfigError(format!("{shown}: {msg}")),
@@ -707,6 +716,13 @@ mod tests {
                 .unwrap_err();
         assert!(e.0.contains("line 4"), "{e}");
         assert!(e.0.contains("10.0.0.0/33"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_key_is_named() {
+        let e = parse("[portal]\nurl = \"https://a.example\"\nurl = \"https://b.example\"\n")
+            .unwrap_err();
+        assert!(e.0.contains("line 3") && e.0.contains("url"), "{e}");
     }
 
     #[test]
