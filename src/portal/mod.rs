@@ -249,36 +249,75 @@ impl<'a> HttpPortal<'a> {
             ));
         }
         let agent = self.agent()?;
-        let sent = match post {
-            Some(body) => {
-                let mut req = agent.post(url).config().timeout_global(Some(left)).build();
-                req = req
-                    .header("Content-Type", "application/json")
-                    .header("Accept", "application/json");
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.send(body)
-            }
-            None => {
-                let mut req = agent.get(url).config().timeout_global(Some(left)).build();
-                req = req.header("Accept", "application/json");
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            }
-        };
-        let mut resp = sent.map_err(|e| Unavailable(transport_error(&e)))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_vec()
-            .map_err(|e| Unavailable(transport_error(&e)))?;
+        let (status, bytes) =
+            off_host_stack(|| exchange(&agent, url, auth.as_deref(), post, left))?;
         Ok(wire::decode(status, &bytes))
     }
+}
+
+/// The stack the HTTP and TLS work gets (see `off_host_stack`).
+const HTTP_STACK: usize = 1024 * 1024;
+
+/// Runs `work` on a scoped helper thread with its own stack, and waits for it.
+///
+/// Hosts may run PAM on small stacks: ocserv 1.1 runs each login in a coroutine with 96 KiB
+/// and no guard page, where a TLS handshake does not fit (an overflow there corrupts memory
+/// instead of faulting). The thread lives only for one call; PAM itself (conversation,
+/// items, syslog) stays on the host's thread. A panic in `work` carries on in the caller, so
+/// pam-bindings' guard still answers PAM_ABORT.
+fn off_host_stack<T: Send>(
+    work: impl FnOnce() -> Result<T, Unavailable> + Send,
+) -> Result<T, Unavailable> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("pam_portal-http".into())
+            .stack_size(HTTP_STACK)
+            .spawn_scoped(scope, work)
+            .map_err(|e| Unavailable(format!("cannot start the portal call: {e}")))?;
+        match worker.join() {
+            Ok(result) => result,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    })
+}
+
+/// One HTTP exchange: the request, then the body up to `MAX_ANSWER_BYTES`.
+fn exchange(
+    agent: &Agent,
+    url: &str,
+    auth: Option<&str>,
+    post: Option<String>,
+    left: Duration,
+) -> Result<(u16, Vec<u8>), Unavailable> {
+    let sent = match post {
+        Some(body) => {
+            let mut req = agent.post(url).config().timeout_global(Some(left)).build();
+            req = req
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json");
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            req.send(body)
+        }
+        None => {
+            let mut req = agent.get(url).config().timeout_global(Some(left)).build();
+            req = req.header("Accept", "application/json");
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            req.call()
+        }
+    };
+    let mut resp = sent.map_err(|e| Unavailable(transport_error(&e)))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
+        .map_err(|e| Unavailable(transport_error(&e)))?;
+    Ok((status, bytes))
 }
 
 fn transport_error(e: &ureq::Error) -> String {
