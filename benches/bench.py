@@ -10,9 +10,13 @@ one run so that ratios stay meaningful on a shared machine:
   3. failure recording by 32 concurrent processes, against pam_faillock.so under the same load:
      throughput and exactness of the counts;
   4. logins per second at 1, 8 and 32 concurrent clients;
-  5. the module's stripped size, crate count, and the resident memory it adds to the host.
+  5. the module's stripped size, crate count, and the resident memory it adds to the host;
+  6. with redis-server installed (issue 8): the Redis backend beside the file backend, for a
+     locked refusal and for 32 concurrent processes recording failures (throughput, exactness),
+     against a redis-server this script starts on loopback.
 
-Usage: benches/bench.py [--runs N] [--write]   (--write also rewrites BENCHMARKS.md)
+Usage: benches/bench.py [--runs N] [--write] [--no-redis | --only-redis]
+       (--write also rewrites BENCHMARKS.md)
 Needs root (it writes PAM service files to /etc/pam.d and removes them at exit).
 """
 
@@ -24,6 +28,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -68,6 +73,7 @@ class Bench:
         self.tag = f"pam_portal-bench-{os.getpid()}"
         self.services = []
         self.sim = None
+        self.redis = None
 
     # -- setup ---------------------------------------------------------------------------
     def build(self):
@@ -122,6 +128,9 @@ dir = "{lock}"
         if self.sim:
             self.sim.send_signal(signal.SIGTERM)
             self.sim.wait(timeout=5)
+        if self.redis:
+            self.redis.kill()
+            self.redis.wait(timeout=5)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- measuring -----------------------------------------------------------------------
@@ -229,6 +238,53 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
             out[n] = {"per_s": total / (time.perf_counter() - t), "ok": rcs.count(0), "total": total}
         return out
 
+    # -- 6. Redis backend beside the file backend ----------------------------------------
+    def start_redis(self):
+        if not shutil.which("redis-server"):
+            return False
+        with socket.socket() as so:
+            so.bind(("127.0.0.1", 0))
+            port = so.getsockname()[1]
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        self.redis_url = f"redis://127.0.0.1:{port}"
+        return True
+
+    def redis_vs_files(self, procs=32, total=640):
+        backend = {"files": "", "redis": f'backend = "redis"\nredis_url = "{self.redis_url}"\n'}
+        out = {}
+        # A locked username refused: one read of the record (files: a file; redis: one GET).
+        cmds = {}
+        for name, extra in backend.items():
+            cfg, _ = self.module_config(f"lock-{name}", extra + "user = { max_failures = 3, lock_s = 3600 }\n")
+            svc = self.service(f"lock-{name}", f"auth required {MODULE} config={cfg}\n")
+            for _ in range(3):
+                self.once(["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "\n")
+            cmds[name] = (["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "", 1)
+        f_ms, r_ms = self.interleaved(cmds["files"], cmds["redis"])
+        out["locked"] = {"files_ms": f_ms, "redis_ms": r_ms, "ratio": r_ms / f_ms}
+        # Failures recorded by concurrent processes (user + address records each).
+        for name, extra in backend.items():
+            cfg, _ = self.module_config(f"conc-{name}", extra + "user = { max_failures = 10000 }\nip = { max_failures = 10000 }\n")
+            svc = self.service(f"conc-{name}", f"auth required {MODULE} config={cfg}\n")
+            cmd = ["pamtester", "-I", f"rhost={RHOST}", svc, "carol", "authenticate"]
+            t = time.perf_counter()
+            with cf.ThreadPoolExecutor(procs) as ex:
+                list(ex.map(lambda _: subprocess.run(cmd, input="\n", capture_output=True, text=True), range(total)))
+            rate = total / (time.perf_counter() - t)
+            status = subprocess.run([os.path.join(REL, "pam-portal"), "--config", cfg, "status", "--user", "carol",
+                                     "--json"], capture_output=True, text=True).stdout
+            counted = next(r["failures"] for r in json.loads(status) if r["kind"] == "user")
+            out[f"conc_{name}"] = {"per_s": rate, "counted": counted, "total": total, "procs": procs}
+        return out
+
     # -- 5. size, crates, memory -----------------------------------------------------------
     def footprint(self):
         stripped = os.path.join(self.tmp, "stripped.so")
@@ -263,6 +319,18 @@ def machine():
     return f"{os.cpu_count()} cores, {cpu}, {platform.platform()}"
 
 
+def redis_report(rd):
+    lk, cfl, crd = rd["locked"], rd["conc_files"], rd["conc_redis"]
+    return [
+        "Lockout backends (issue 8): `backend = \"redis\"` against a redis-server on loopback, beside the file backend.",
+        "",
+        "| measurement | files | redis | redis / files |",
+        "|---|---|---|---|",
+        f"| locked username refused (pamtester) | {lk['files_ms']:.1f} ms | {lk['redis_ms']:.1f} ms | {lk['ratio']:.2f} |",
+        f"| failures recorded by {crd['procs']} concurrent processes ({crd['total']} in all) | {cfl['per_s']:.0f}/s, counted {cfl['counted']}/{cfl['total']} | {crd['per_s']:.0f}/s, counted {crd['counted']}/{crd['total']} | {crd['per_s'] / cfl['per_s']:.2f} (throughput) |",
+    ]
+
+
 def report(r, runs):
     f, l, c, t, s = r["full"], r["locked"], r["conc"], r["rate"], r["size"]
     lines = [
@@ -280,6 +348,8 @@ def report(r, runs):
     ]
     for n, v in t.items():
         lines.append(f"| {n} | {v['per_s']:.0f} | {v['ok']}/{v['total']} |")
+    if r.get("redis"):
+        lines += [""] + redis_report(r["redis"])
     lines += [
         "",
         f"Module: {s['stripped_bytes'] / 1e6:.2f} MB stripped, {s['crates']} crates in its dependency tree; "
@@ -292,16 +362,32 @@ def report(r, runs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--only-redis", action="store_true", help="only the Redis backend beside the file backend")
+    ap.add_argument("--no-redis", action="store_true", help="skip the Redis backend's measurements")
     ap.add_argument("--write", action="store_true", help="rewrite the results section of BENCHMARKS.md")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark writes PAM service files to /etc/pam.d")
     b = Bench(args.runs)
+    if args.only_redis:
+        try:
+            b.build()
+            b.start_sim()
+            if not b.start_redis():
+                raise SystemExit("redis-server is not installed (scripts/deps/redis.txt)")
+            rd = b.redis_vs_files()
+        finally:
+            b.cleanup()
+        print("\n".join(redis_report(rd)))
+        print(json.dumps(rd, indent=1), file=sys.stderr)
+        return
     try:
         b.build()
         b.start_sim()
         results = {"full": b.full_login(), "locked": b.locked(), "conc": b.concurrent_failures(),
                    "rate": b.throughput(), "size": b.footprint()}
+        if not args.no_redis and b.start_redis():
+            results["redis"] = b.redis_vs_files()
     finally:
         b.cleanup()
     text = report(results, args.runs)

@@ -16,9 +16,10 @@
 use crate::access;
 use crate::audit;
 use crate::config::{
-    Config, OnUnavailable, Policy, QuestionChoice, SecondFactor, Settings, DEFAULT_PATH,
+    Backend, Config, OnUnavailable, Policy, QuestionChoice, SecondFactor, Settings, DEFAULT_PATH,
 };
 use crate::lockout::files::FileStore;
+use crate::lockout::redis::RedisStore;
 use crate::lockout::{Key, Store, Tally};
 use crate::login::{RealWorld, World};
 use crate::portal::{HttpPortal, PortalApi, Question};
@@ -259,21 +260,29 @@ fn load_config(p: &Parsed) -> Result<Config, Failure> {
 }
 
 /// The store, or `None` when the lockout directory does not exist yet (nothing recorded).
-fn open_store(s: &Settings) -> Result<Option<FileStore>, Failure> {
+/// With `backend = "redis"`, the Redis server (no fallback here: the operator is told).
+fn open_store(s: &Settings) -> Result<Option<Box<dyn Store>>, Failure> {
+    if let (Backend::Redis, Some(r)) = (s.lockout.backend, &s.lockout.redis) {
+        let store = RedisStore::new(r.clone(), crate::lockout::longest_window(&s.lockout));
+        store.ping().map_err(|e| {
+            problem(format!(
+                "lockout store {} unreachable ({}); check [lockout] redis_url and the server",
+                store.shown(),
+                e.0
+            ))
+        })?;
+        return Ok(Some(Box::new(store)));
+    }
+    local_store(s)
+}
+
+/// The local file store (with Redis: the fallback's records), if its directory exists.
+fn local_store(s: &Settings) -> Result<Option<Box<dyn Store>>, Failure> {
     if std::fs::symlink_metadata(&s.lockout.dir).is_err() {
         return Ok(None);
     }
-    let longest = [
-        s.lockout.user.window_s,
-        s.lockout.ip.window_s,
-        s.lockout.phone.window_s,
-        s.lockout.user.lock_s,
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0);
-    FileStore::open(&s.lockout.dir, longest)
-        .map(Some)
+    FileStore::open(&s.lockout.dir, crate::lockout::longest_window(&s.lockout))
+        .map(|f| Some(Box::new(f) as Box<dyn Store>))
         .map_err(|e| {
             problem(format!(
                 "{} (fix the directory's owner and mode: chown root, chmod 700)",
@@ -300,13 +309,19 @@ fn policy<'a>(s: &'a Settings, key: &Key) -> &'a Policy {
 }
 
 fn store_problem(e: crate::lockout::StoreError) -> Failure {
+    if e.0.starts_with("lockout store ") {
+        return problem(format!(
+            "{} (check [lockout] redis_url and the server)",
+            e.0
+        ));
+    }
     problem(format!(
         "{} (check the lockout directory's owner and mode)",
         e.0
     ))
 }
 
-fn print_warnings(store: &FileStore) {
+fn print_warnings(store: &dyn Store) {
     for w in store.take_warnings() {
         err!("pam-portal: warning: {w}");
     }
@@ -338,7 +353,7 @@ fn status(p: &Parsed) -> Result<i32, Failure> {
         rows.push((key, t, pol));
     }
     if let Some(st) = &store {
-        print_warnings(st);
+        print_warnings(st.as_ref());
     }
     if p.json {
         let list: Vec<serde_json::Value> = rows
@@ -432,6 +447,18 @@ fn reset(p: &Parsed) -> Result<i32, Failure> {
         );
         return Ok(EXIT_OK);
     };
+    // With Redis, the same keys are also cleared from the local files (what logins recorded on
+    // this machine while Redis was unreachable).
+    let local = match s.lockout.backend {
+        Backend::Redis => local_store(&s)?,
+        Backend::Files => None,
+    };
+    let mut keys = keys;
+    if let (true, Some(l)) = (p.all, &local) {
+        keys.extend(l.keys().map_err(store_problem)?);
+        keys.sort();
+        keys.dedup();
+    }
     if keys.is_empty() {
         out!("nothing to reset: no lockout records");
     }
@@ -442,11 +469,14 @@ fn reset(p: &Parsed) -> Result<i32, Failure> {
             .tally(&key, now, policy(&s, &key))
             .map_err(store_problem)?;
         store.clear(&key).map_err(store_problem)?;
+        if let Some(l) = &local {
+            l.clear(&key).map_err(store_problem)?;
+        }
         let line = reset_line(&key, &before, &by, uid);
         crate::pam::syslog_authpriv(libc::LOG_NOTICE, &line);
         out!("{line}");
     }
-    print_warnings(&store);
+    print_warnings(store.as_ref());
     Ok(EXIT_OK)
 }
 
@@ -675,6 +705,24 @@ fn check(p: &Parsed) -> Result<i32, Failure> {
         )),
     }
 
+    // 3b. The shared store (backend = "redis"): reachable, authenticated, answering.
+    if let Some(rs) = &config.lockout.redis {
+        let store = RedisStore::new(rs.clone(), 1);
+        match store.ping() {
+            Ok(()) => r.ok(&format!(
+                "lockout store {} (key_prefix {}): reachable",
+                store.shown(),
+                quoted(&rs.key_prefix)
+            )),
+            Err(e) => r.problem(&format!(
+                "lockout store {} unreachable ({}): logins would use the local files in {}",
+                store.shown(),
+                e.0,
+                config.lockout.dir.display()
+            )),
+        }
+    }
+
     // 4. The module itself.
     match installed_module() {
         Some(m) => r.ok(&format!("module {}", m.display())),
@@ -820,6 +868,25 @@ fn print_settings(config: &Config, questions: Option<&[Question]>) {
     let l = &config.lockout;
     out!("\n[lockout]");
     out!("dir = {}", quoted(&l.dir.to_string_lossy()));
+    if let Some(rs) = &l.redis {
+        out!("backend = \"redis\"");
+        let auth = match (&rs.username, &rs.password) {
+            (Some(u), Some(_)) => format!("{u}:********@"),
+            (None, Some(_)) => ":********@".to_string(),
+            _ => String::new(),
+        };
+        let shown = rs.shown();
+        let (scheme, rest) = shown.split_once("://").unwrap_or(("redis", &shown));
+        out!(
+            "redis_url = {}",
+            quoted(&format!("{scheme}://{auth}{rest}"))
+        );
+        out!("key_prefix = {}", quoted(&rs.key_prefix));
+        out!("redis_timeout_ms = {}", rs.timeout.as_millis());
+        if let Some(ca) = &rs.ca_file {
+            out!("redis_ca_file = {}", quoted(&ca.to_string_lossy()));
+        }
+    }
     out!("user = {}", policy_text(&l.user));
     out!(
         "ip = {{ max_failures = {}, window_s = {}, lock_s = {}, ipv6_prefix = {} }}",

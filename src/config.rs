@@ -96,6 +96,14 @@ struct RawService {
 #[serde(deny_unknown_fields)]
 struct RawLockout {
     dir: Option<PathBuf>,
+    backend: Option<Backend>,
+    // Checked after parsing (`RedisSettings::parse`): a toml error would quote the value, and
+    // the URL may hold a password.
+    redis_url: Option<String>,
+    key_prefix: Option<String>,
+    #[serde(default, deserialize_with = "redis_timeout")]
+    redis_timeout_ms: Option<u64>,
+    redis_ca_file: Option<PathBuf>,
     user: Option<RawPolicy>,
     ip: Option<RawIpPolicy>,
     phone: Option<RawPolicy>,
@@ -177,6 +185,9 @@ fn phone_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Erro
 fn max_failures<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     Ok(ranged(d, 1, 10_000, "max_failures")?.map(|v| v as u32))
 }
+fn redis_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(d, 1, 10_000, "redis_timeout_ms")
+}
 fn v6_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
     Ok(ranged(d, 1, 128, "ipv6_prefix")?.map(|v| v as u8))
 }
@@ -249,6 +260,17 @@ pub enum OnUnavailable {
     Ignore,
 }
 
+/// Where lockout records live (`[lockout] backend`).
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One file per record under `[lockout] dir` (this machine only).
+    #[default]
+    Files,
+    /// A Redis server shared by a pool of machines; the files are the fallback.
+    Redis,
+}
+
 #[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SecondFactor {
@@ -290,10 +312,172 @@ pub struct PortalSettings {
 #[derive(Clone, Debug)]
 pub struct LockoutSettings {
     pub dir: PathBuf,
+    pub backend: Backend,
+    /// `backend = "redis"`: the server (always set then, never otherwise).
+    pub redis: Option<RedisSettings>,
     pub user: Policy,
     pub ip: Policy,
     pub ipv6_prefix: u8,
     pub phone: Policy,
+}
+
+/// `[lockout] redis_url`, `key_prefix`, `redis_timeout_ms`, `redis_ca_file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `rediss://` (TLS).
+    pub tls: bool,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// `AUTH` user (Redis 6 ACLs), if the URL names one.
+    pub username: Option<String>,
+    /// `AUTH` password: a secret, never logged.
+    pub password: Option<Secret>,
+    /// `SELECT` database.
+    pub db: u32,
+    pub key_prefix: String,
+    /// Bounds the connection and each command.
+    pub timeout: Duration,
+    /// PEM file: trust only these CAs (`rediss://`); else the system bundle.
+    pub ca_file: Option<PathBuf>,
+}
+
+pub const DEFAULT_KEY_PREFIX: &str = "pam_portal:";
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 500;
+
+impl RedisSettings {
+    /// `scheme://host:port/db`: the server as logs and messages name it (never the password).
+    pub fn shown(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let db = if self.db == 0 {
+            String::new()
+        } else {
+            format!("/{}", self.db)
+        };
+        format!("{scheme}://{host}:{}{db}", self.port)
+    }
+
+    /// Parses `redis://[[user]:password@]host[:port][/db]` (or `rediss://`). The error never
+    /// repeats the URL: it may hold a password.
+    pub fn parse_url(url: &str) -> Result<RedisSettings, String> {
+        const FORM: &str = "must be redis://[[user]:password@]host[:port][/db] or rediss://...";
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{FORM}: no scheme"))?;
+        let tls = match scheme {
+            "redis" => false,
+            "rediss" => true,
+            _ => return Err(format!("{FORM}: the scheme must be redis or rediss")),
+        };
+        if rest.contains(['?', '#', ' ', '\t', '\n', '\r', '\0']) {
+            return Err(format!(
+                "{FORM}: no query, fragment, blanks or control characters"
+            ));
+        }
+        let (auth, hostpart) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let (host_port, db) = match hostpart.split_once('/') {
+            Some((h, "")) => (h, 0),
+            Some((h, d)) => (
+                h,
+                d.parse::<u32>()
+                    .ok()
+                    .filter(|&n| n <= 1_000_000)
+                    .ok_or_else(|| format!("{FORM}: the database must be a number"))?,
+            ),
+            None => (hostpart, 0),
+        };
+        let (host, port) = if let Some(h) = host_port.strip_prefix('[') {
+            let (h, after) = h
+                .split_once(']')
+                .ok_or_else(|| format!("{FORM}: unclosed [ in the host"))?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{FORM}: [{h}] is not an IPv6 address"));
+            }
+            match after {
+                "" => (h, None),
+                p => (
+                    h,
+                    Some(
+                        p.strip_prefix(':')
+                            .ok_or_else(|| format!("{FORM}: junk after ]"))?,
+                    ),
+                ),
+            }
+        } else {
+            match host_port.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host_port, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && (host.contains(':')
+                || host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+        if !host_ok {
+            return Err(format!("{FORM}: no valid host"));
+        }
+        let port = match port {
+            None => 6379,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("{FORM}: the port must be 1-65535"))?,
+        };
+        let (username, password) = match auth {
+            None => (None, None),
+            Some(a) => {
+                let (u, p) = a.split_once(':').ok_or_else(|| {
+                    format!("{FORM}: the part before @ must be :password or user:password")
+                })?;
+                let u = percent_decode(u).ok_or_else(|| format!("{FORM}: bad %-escape"))?;
+                let p = percent_decode(p).ok_or_else(|| format!("{FORM}: bad %-escape"))?;
+                if p.is_empty() {
+                    return Err(format!("{FORM}: empty password"));
+                }
+                ((!u.is_empty()).then_some(u), Some(Secret::new(p)))
+            }
+        };
+        Ok(RedisSettings {
+            tls,
+            host: host.to_string(),
+            port,
+            username,
+            password,
+            db,
+            key_prefix: DEFAULT_KEY_PREFIX.to_string(),
+            timeout: Duration::from_millis(DEFAULT_REDIS_TIMEOUT_MS),
+            ca_file: None,
+        })
+    }
+}
+
+/// `%XX` escapes (for `@`, `:` or `/` in a password); `None` if one is malformed.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[derive(Clone, Debug, Default)]
@@ -381,6 +565,12 @@ impl Config {
                 meta.mode() & 0o777
             )));
         }
+        if cfg.redis_password && meta.mode() & 0o044 != 0 {
+            return Err(ConfigError(format!(
+                "{shown}: redis_url holds a password but the file is readable by group or others (mode {:o}); chmod 600 it",
+                meta.mode() & 0o777
+            )));
+        }
         Ok(cfg.config)
     }
 
@@ -390,14 +580,20 @@ impl Config {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
             let mut msg = e.message().trim().to_string();
-            // Some messages ("duplicate key") do not name what they point at: quote it.
+            // "duplicate key" does not name the key: quote it. Only a key name, never a value
+            // (a value may be a secret such as an inline api_key).
             let at = e
                 .span()
                 .and_then(|s| text.get(s))
                 .map(str::trim)
                 .unwrap_or("");
-            if !at.is_empty() && at.len() <= 60 && !at.contains('\n') && !msg.contains(at) {
-                msg = format!("{msg} `{}`", crate::audit::escape(at));
+            let is_key_name = !at.is_empty()
+                && at.len() <= 60
+                && at
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if msg.contains("duplicate key") && is_key_name {
+                msg = format!("{msg} `{at}`");
             }
             match line {
                 Some(n) => ConfigError(format!("{shown} line {n}: {msg}")),
@@ -459,7 +655,74 @@ impl Config {
             }
         };
         let ip_raw = l.ip.unwrap_or_default();
+        let backend = l.backend.unwrap_or_default();
+        let redis = match (backend, &l.redis_url) {
+            (Backend::Redis, None) => {
+                return Err(key_err(
+                    "backend",
+                    "backend = \"redis\" needs redis_url".into(),
+                ))
+            }
+            (Backend::Files, Some(_)) => {
+                return Err(key_err(
+                    "redis_url",
+                    "set backend = \"redis\" to use it (the lockouts would stay per machine)"
+                        .into(),
+                ))
+            }
+            (Backend::Files, None) => {
+                for k in ["key_prefix", "redis_timeout_ms", "redis_ca_file"] {
+                    let set = match k {
+                        "key_prefix" => l.key_prefix.is_some(),
+                        "redis_timeout_ms" => l.redis_timeout_ms.is_some(),
+                        _ => l.redis_ca_file.is_some(),
+                    };
+                    if set {
+                        return Err(key_err(k, "only with backend = \"redis\"".into()));
+                    }
+                }
+                None
+            }
+            (Backend::Redis, Some(url)) => {
+                let mut r = RedisSettings::parse_url(url).map_err(|m| key_err("redis_url", m))?;
+                if let Some(p) = &l.key_prefix {
+                    if p.is_empty()
+                        || p.len() > 64
+                        || !p.bytes().all(|b| b.is_ascii_graphic())
+                        || p.contains(['*', '?', '[', ']', '\\'])
+                    {
+                        return Err(key_err(
+                            "key_prefix",
+                            "1-64 printable ASCII characters, without * ? [ ] \\".into(),
+                        ));
+                    }
+                    r.key_prefix = p.clone();
+                }
+                if let Some(ms) = l.redis_timeout_ms {
+                    r.timeout = Duration::from_millis(ms);
+                }
+                if let Some(ca) = &l.redis_ca_file {
+                    if !r.tls {
+                        return Err(key_err(
+                            "redis_ca_file",
+                            "only with a rediss:// (TLS) redis_url".into(),
+                        ));
+                    }
+                    if !ca.is_file() {
+                        return Err(key_err(
+                            "redis_ca_file",
+                            format!("{} is not a readable file", ca.display()),
+                        ));
+                    }
+                    r.ca_file = Some(ca.clone());
+                }
+                Some(r)
+            }
+        };
+        let redis_password = redis.as_ref().is_some_and(|r| r.password.is_some());
         let lockout = LockoutSettings {
+            backend,
+            redis,
             dir: l
                 .dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/pam_portal")),
@@ -544,7 +807,11 @@ impl Config {
                 ));
             }
         }
-        Ok(Parsed { config, inline_key })
+        Ok(Parsed {
+            config,
+            inline_key,
+            redis_password,
+        })
     }
 
     /// The settings for one PAM service: `[auth]` and `[prompts]` with `[services.NAME]` over them.
@@ -608,6 +875,8 @@ impl Config {
 pub struct Parsed {
     pub config: Config,
     pub inline_key: bool,
+    /// `redis_url` holds a password.
+    pub redis_password: bool,
 }
 
 fn default_vpn_services() -> Vec<String> {
@@ -719,6 +988,13 @@ mod tests {
     }
 
     #[test]
+    fn errors_never_quote_a_value() {
+        let e = parse("[portal]\nurl = \"https://a.example\"\napi_key = [\"s3cret-value\"]\n")
+            .unwrap_err();
+        assert!(e.0.contains("line 3") && !e.0.contains("s3cret"), "{e}");
+    }
+
+    #[test]
     fn duplicate_key_is_named() {
         let e = parse("[portal]\nurl = \"https://a.example\"\nurl = \"https://b.example\"\n")
             .unwrap_err();
@@ -787,5 +1063,77 @@ mod tests {
         let e = parse("[portal]\nurl = \"https://a.example\"\non_unavailable = \"maybe\"\n")
             .unwrap_err();
         assert!(e.0.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn redis_backend_settings() {
+        let base = "[portal]\nurl = \"https://a.example\"\n[lockout]\n";
+        let c = parse(&format!(
+            "{base}backend = \"redis\"\nredis_url = \"redis://127.0.0.1:6380/2\"\n"
+        ))
+        .unwrap();
+        let r = c.lockout.redis.unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.db, r.tls),
+            ("127.0.0.1", 6380, 2, false)
+        );
+        assert_eq!(r.key_prefix, DEFAULT_KEY_PREFIX);
+        assert_eq!(r.timeout, Duration::from_millis(500));
+        assert!(r.password.is_none());
+        let c = parse(&format!(
+            "{base}backend = \"redis\"\nredis_url = \"rediss://ops:p%40ss:w@[::1]\"\nkey_prefix = \"vpn:\"\nredis_timeout_ms = 200\n"
+        ))
+        .unwrap();
+        let r = c.lockout.redis.unwrap();
+        assert_eq!((r.host.as_str(), r.port, r.tls), ("::1", 6379, true));
+        assert_eq!(r.username.as_deref(), Some("ops"));
+        assert_eq!(r.password.as_ref().map(|p| p.expose()), Some("p@ss:w"));
+        assert_eq!(r.shown(), "rediss://[::1]:6379");
+        assert!(!format!("{r:?}").contains("p@ss"));
+        assert_eq!(c.lockout.backend, Backend::Redis);
+    }
+
+    #[test]
+    fn redis_errors_name_key_and_line_never_the_password() {
+        let base = "[portal]\nurl = \"https://a.example\"\n[lockout]\nbackend = \"redis\"\n";
+        for url in [
+            "http://h:1",
+            "redis://:s3cret@:6379",
+            "redis://:s3cret@h:0",
+            "redis://:s3cret@h:99999",
+            "redis://:s3cret@h:1/x",
+            "redis://s3cret@h:1",
+            "redis://:s3cret@h x:1",
+        ] {
+            let e = parse(&format!("{base}redis_url = \"{url}\"\n")).unwrap_err();
+            assert!(
+                e.0.contains("line 5") && e.0.contains("redis_url"),
+                "{url}: {e}"
+            );
+            assert!(!e.0.contains("s3cret"), "{url}: {e}");
+        }
+        let e = parse(base).unwrap_err();
+        assert!(e.0.contains("line 4") && e.0.contains("redis_url"), "{e}");
+        let e =
+            parse("[portal]\nurl = \"https://a.example\"\n[lockout]\nredis_url = \"redis://h\"\n")
+                .unwrap_err();
+        assert!(e.0.contains("line 4") && e.0.contains("backend"), "{e}");
+        let e = parse(&format!(
+            "{base}redis_url = \"redis://h\"\nredis_timeout_ms = 0\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.contains("line 6"), "{e}");
+        let e = parse(&format!(
+            "{base}redis_url = \"redis://h\"\nkey_prefix = \"a*\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.contains("line 6") && e.0.contains("key_prefix"), "{e}");
+        let e = parse(&format!(
+            "{base}redis_url = \"redis://h\"\nredis_ca_file = \"/etc/hostname\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.contains("rediss"), "{e}");
+        let e = parse(&format!("{base}redis_url = \"redis://h\"\nbackend2 = 1\n")).unwrap_err();
+        assert!(e.0.contains("backend2"), "{e}");
     }
 }

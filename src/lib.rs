@@ -28,7 +28,7 @@ pub mod secret;
 use crate::audit::Who;
 use crate::config::{Config, Settings};
 use crate::decision::Decision;
-use crate::lockout::files::FileStore;
+use crate::lockout::Store;
 use crate::login::{Options, RealWorld, World};
 use crate::pam::{LibPam, Pam, Priority};
 use crate::portal::{HttpPortal, PortalUser};
@@ -77,21 +77,12 @@ fn prepare(
     pam: &LibPam<'_>,
     args: &[&CStr],
     service: &str,
-) -> Result<(Args, Settings, FileStore), Decision> {
+) -> Result<(Args, Settings, Box<dyn Store>), Decision> {
     let parsed = Args::parse(args).map_err(Decision::bad_config)?;
     let config = Config::load(&parsed.config).map_err(|e| Decision::bad_config(e.0))?;
     let settings = config.for_service(service);
-    let longest = [
-        settings.lockout.user.window_s,
-        settings.lockout.ip.window_s,
-        settings.lockout.phone.window_s,
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0)
-    .max(settings.lockout.user.lock_s);
-    let store =
-        FileStore::open(&settings.lockout.dir, longest).map_err(|e| Decision::store_error(e.0))?;
+    // Files: the directory is checked (and created) now. Redis: connected at the first use.
+    let store = lockout::open(&settings.lockout).map_err(|e| Decision::store_error(e.0))?;
     if parsed.options.debug {
         pam.log(
             Priority::Debug,
@@ -101,8 +92,7 @@ fn prepare(
     Ok((parsed, settings, store))
 }
 
-fn log_store_warnings(pam: &LibPam<'_>, store: &FileStore) {
-    use crate::lockout::Store;
+fn log_store_warnings(pam: &LibPam<'_>, store: &dyn Store) {
     for w in store.take_warnings() {
         pam.log(Priority::Warning, &w);
     }
@@ -146,10 +136,10 @@ impl PamHooks for PamPortal {
                     &settings,
                     parsed.options,
                     &mut portal,
-                    &store,
+                    store.as_ref(),
                     &RealWorld::default(),
                 );
-                log_store_warnings(&pam, &store);
+                log_store_warnings(&pam, store.as_ref());
                 (out.decision, out.user, out.found)
             }
         };
@@ -186,10 +176,10 @@ impl PamHooks for PamPortal {
                     &settings,
                     known,
                     &mut portal,
-                    &store,
+                    store.as_ref(),
                     RealWorld::default().now(),
                 );
-                log_store_warnings(&pam, &store);
+                log_store_warnings(&pam, store.as_ref());
                 d
             }
         };

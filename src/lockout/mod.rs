@@ -1,9 +1,11 @@
 //! Lockout state (SPEC §7): keys, the counting rules, and the store interface. The rules are
-//! plain functions over a `Record`; `files` keeps one record per key on disk.
+//! plain functions over a `Record`; `files` keeps one record per key on disk, `redis` in a Redis
+//! server shared by a pool of machines (with the files as the fallback).
 
 pub mod files;
+pub mod redis;
 
-use crate::config::Policy;
+use crate::config::{Backend, LockoutSettings, Policy};
 use std::fmt;
 
 /// What a record counts failures of.
@@ -149,6 +151,28 @@ pub trait Store {
     fn keys(&self) -> Result<Vec<Key>, StoreError>;
     /// Problems met while reading (damaged records replaced), for the log.
     fn take_warnings(&self) -> Vec<String>;
+}
+
+/// The longest time a failure can matter: records older than this are stale.
+pub fn longest_window(l: &LockoutSettings) -> u64 {
+    [l.user.window_s, l.ip.window_s, l.phone.window_s]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        .max(l.user.lock_s)
+}
+
+/// The store a login uses: the files, or Redis with the files as the fallback. Nothing is
+/// connected yet (Redis is reached at the first use, and closed when the store is dropped).
+pub fn open(l: &LockoutSettings) -> Result<Box<dyn Store>, StoreError> {
+    match (l.backend, &l.redis) {
+        (Backend::Redis, Some(r)) => Ok(Box::new(redis::FleetStore::new(
+            r.clone(),
+            l.dir.clone(),
+            longest_window(l),
+        ))),
+        _ => Ok(Box::new(files::FileStore::open(&l.dir, longest_window(l))?)),
+    }
 }
 
 #[cfg(test)]
