@@ -9,7 +9,7 @@
 //! - A damaged record is reported (`take_warnings`) and treated as empty, then replaced by the
 //!   next update. Stale records are pruned at most every ten minutes.
 
-use super::{Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
+use super::{hex, unhex, Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
 use crate::config::Policy;
 use std::cell::RefCell;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -290,20 +290,6 @@ fn one_more_failure(old: &Record, new: &Record) -> Option<u64> {
         j += 1;
     }
     extra.filter(|_| i == old.failures.len())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// `u_<hex>`, `i_<hex>`, `p_<hex>`: any username is a safe file name. Names too long for one

@@ -14,7 +14,7 @@
 //!   rest of that login. Errors of the file store stay errors (PAM_SYSTEM_ERR).
 
 use super::files::FileStore;
-use super::{Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
+use super::{hex, unhex, Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
 use crate::config::{Policy, RedisSettings};
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -380,20 +380,6 @@ fn read_reply<R: BufRead>(r: &mut R, deadline: Instant, depth: u32) -> Result<Re
 
 // ---------------------------------------------------------------------------------------------
 // Records in Redis.
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 /// `<prefix>u_<hex>`, `<prefix>i_<hex>`, `<prefix>p_<hex>`.
 pub fn redis_key(prefix: &str, key: &Key) -> String {
