@@ -84,14 +84,27 @@ impl FileStore {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
         {
-            Ok(mut f) => Ok(self.parse_or_warn(&mut f, key, &path)),
+            Ok(f) => {
+                // No lock: an unfinished last line is an append in progress, not damage.
+                let mut text = String::new();
+                let read = f.take(MAX_RECORD_BYTES).read_to_string(&mut text);
+                match read
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| parse(&text, key))
+                {
+                    Ok(r) => Ok(r),
+                    Err(why) => {
+                        self.warn(format!(
+                            "damaged lockout record {} replaced: {why}",
+                            path.display()
+                        ));
+                        Ok(Record::default())
+                    }
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
             Err(e) => Err(StoreError(format!("cannot read {}: {e}", path.display()))),
         }
-    }
-
-    fn parse_or_warn(&self, f: &mut File, key: &Key, path: &Path) -> Record {
-        self.read_locked(f, key, path).0
     }
 
     /// Reads a record: `(record, state)`, where an empty file is one `update` just created
@@ -106,7 +119,16 @@ impl FileStore {
             .map_err(|e| e.to_string())
             .and_then(|_| parse(&text, key))
         {
-            Ok(r) => (r, Found::Valid),
+            Ok(r) if text.ends_with('\n') => (r, Found::Valid),
+            // Under the lock nobody is writing: an unfinished last line is a writer that died
+            // mid-write. Keep the complete lines, and rewrite the record rather than append.
+            Ok(r) => {
+                self.warn(format!(
+                    "lockout record {} had an unfinished last line: rewritten",
+                    path.display()
+                ));
+                (r, Found::Damaged)
+            }
             Err(why) => {
                 self.warn(format!(
                     "damaged lockout record {} replaced: {why}",
@@ -155,11 +177,11 @@ impl FileStore {
                 fs::remove_file(&path).map_err(|e| io("cannot remove", e))?;
             } else if found == Found::New {
                 // The file is empty and ours: the whole record in one write.
-                f.write_all(serialize(&record, key).as_bytes())
+                append_or_restore(&mut f, 0, serialize(&record, key).as_bytes())
                     .map_err(|e| io("cannot write", e))?;
             } else if let (Found::Valid, Some(t)) = (found, one_more_failure(&old, &record)) {
                 // The read left the offset at the end of the record.
-                f.write_all(format!("f {t}\n").as_bytes())
+                append_or_restore(&mut f, held.len(), format!("f {t}\n").as_bytes())
                     .map_err(|e| io("cannot write", e))?;
             } else {
                 self.replace(&path, &serialize(&record, key))?;
@@ -263,6 +285,37 @@ impl Store for FileStore {
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.warnings.borrow_mut())
     }
+
+    /// Writes one byte to a new file in the directory (so it needs a new block), then removes
+    /// it: fails on a full disk or a read-only directory.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let probe = self
+            .dir
+            .join(format!(".writable.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&probe);
+        let res = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&probe)
+            .and_then(|mut f| f.write_all(b"\n"));
+        let _ = fs::remove_file(&probe);
+        res.map_err(|e| {
+            StoreError(format!(
+                "cannot write to the lockout directory {}: {e}",
+                self.dir.display()
+            ))
+        })
+    }
+}
+
+/// Writes at the end of a record held under its lock; if the write fails part-way (a full
+/// disk), cuts the record back to `len` so no torn line is left behind.
+fn append_or_restore(f: &mut File, len: u64, bytes: &[u8]) -> std::io::Result<()> {
+    f.write_all(bytes).inspect_err(|_| {
+        let _ = f.set_len(len);
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +393,19 @@ pub fn serialize(r: &Record, key: &Key) -> String {
 }
 
 pub fn parse(text: &str, key: &Key) -> Result<Record, String> {
+    // Readers take no lock, so they may see an append or a new record half-written: an
+    // unfinished last line is not there yet, and a header still being written is a new record.
+    let cut = text.rfind('\n').map_or(0, |i| i + 1);
+    let (done, _unfinished) = text.split_at(cut);
+    let header = format!(
+        "{MAGIC}\nkey {} {}\nuntil ",
+        key.kind(),
+        hex(key.value_bytes())
+    );
+    if !done.contains("\nuntil ") && (header.starts_with(text) || text.starts_with(&header)) {
+        return Ok(Record::default());
+    }
+    let text = done;
     let mut lines = text.lines();
     if lines.next() != Some(MAGIC) {
         return Err("bad header".into());
@@ -363,9 +429,6 @@ pub fn parse(text: &str, key: &Key) -> Result<Record, String> {
         if failures.len() > MAX_FAILURES_KEPT {
             return Err("too many failure lines".into());
         }
-    }
-    if !text.ends_with('\n') {
-        return Err("truncated".into());
     }
     // Appended lines are in arrival order, not always in time order.
     failures.sort_unstable();
@@ -517,7 +580,14 @@ mod tests {
         };
         let text = serialize(&r, &k);
         assert_eq!(parse(&text, &k).unwrap(), r);
-        assert!(parse(&text[..text.len() - 1], &k).is_err());
+        // An unfinished last line (an append in progress, seen by a reader) is not there yet.
+        assert_eq!(
+            parse(&text[..text.len() - 1], &k).unwrap().failures,
+            vec![5]
+        );
+        // A header being written is a record being created.
+        assert_eq!(parse(&text[..30], &k).unwrap(), Record::default());
+        assert!(parse("garbage", &k).is_err());
         assert!(parse(&text, &Key::Phone(b"eve".to_vec())).is_err());
         assert_eq!(key_of_file_name(&file_name(&k)), Some(k));
     }

@@ -93,7 +93,7 @@ impl Record {
         } else {
             self.failures
                 .iter()
-                .filter(|&&t| t + policy.window_s > now)
+                .filter(|&&t| t.saturating_add(policy.window_s) > now)
                 .count() as u32
         };
         Tally {
@@ -115,7 +115,8 @@ impl Record {
         }
         // Keep failures stamped after `now`: another process may have read the clock after this
         // one and written first (each process reads its clock before waiting for the lock).
-        self.failures.retain(|&t| t + policy.window_s > now);
+        self.failures
+            .retain(|&t| t.saturating_add(policy.window_s) > now);
         self.failures.push(now);
         self.failures.sort_unstable();
         let keep = (policy.max_failures as usize).min(MAX_FAILURES_KEPT);
@@ -125,7 +126,7 @@ impl Record {
         }
         if self.failures.len() >= policy.max_failures as usize {
             self.failures.clear();
-            self.locked_until = now + policy.lock_s;
+            self.locked_until = now.saturating_add(policy.lock_s);
             return Tally {
                 failures: 0,
                 locked_for: Some(policy.lock_s),
@@ -141,7 +142,11 @@ impl Record {
 
     /// Whether nothing in the record can matter any more (it may be deleted).
     pub fn is_stale(&self, now: u64, longest_window: u64) -> bool {
-        self.locked_until <= now && self.failures.iter().all(|&t| t + longest_window <= now)
+        self.locked_until <= now
+            && self
+                .failures
+                .iter()
+                .all(|&t| t.saturating_add(longest_window) <= now)
     }
 }
 
@@ -167,6 +172,11 @@ pub trait Store {
     fn keys(&self) -> Result<Vec<Key>, StoreError>;
     /// Problems met while reading (damaged records replaced), for the log.
     fn take_warnings(&self) -> Vec<String>;
+    /// Whether a failure could be recorded now. A success checks this first: while failures
+    /// cannot be written (a full disk), guesses would go uncounted, so nobody is let in.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The longest time a failure can matter: records older than this are stale.

@@ -700,6 +700,13 @@ impl Store for FleetStore {
     fn clear(&self, key: &Key) -> Result<(), StoreError> {
         self.with(|r| r.try_clear(key), |f| f.clear(key))
     }
+    fn check_writable(&self) -> Result<(), StoreError> {
+        // On Redis a failed write is an error of its own; after a fallback, the local files.
+        match &*self.using.borrow() {
+            Using::Files(f) => f.check_writable(),
+            Using::Redis => Ok(()),
+        }
+    }
     fn keys(&self) -> Result<Vec<Key>, StoreError> {
         self.with(|r| r.try_keys(), |f| f.keys())
     }

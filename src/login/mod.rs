@@ -359,7 +359,10 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                 .detail(format!("state {}", user.status));
         }
 
-        // 9. Success.
+        // 9. Success, if failures could be recorded (else guesses would go uncounted).
+        if let Err(e) = self.store.check_writable() {
+            return Decision::store_error(e.0);
+        }
         if let Err(e) = self.store.clear(&keys.user) {
             return Decision::store_error(e.0);
         }

@@ -525,18 +525,47 @@ impl<'e> LoginBuilder<'e> {
     pub fn spawn(self) -> RunningLogin {
         let cmd = self.command();
         let what = format!("pam-drive ({cmd:?})");
+        let transcript = crate::transcript::pending(|| self.transcript_inputs());
         RunningLogin {
             watched: Watched::spawn(cmd, what),
             wrapped: self.wrapper,
             timeout: self.timeout,
+            transcript,
         }
+    }
+
+    /// What a transcript records of this login's inputs (see [`crate::transcript`]).
+    fn transcript_inputs(&self) -> Value {
+        let mut keys: Vec<String> = fs::read_to_string(&self.env.key_file)
+            .map(|k| k.trim().to_string())
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.extend(crate::transcript::inline_api_keys(
+            &fs::read_to_string(&self.env.config).unwrap_or_default(),
+        ));
+        crate::transcript::inputs(
+            &self.service,
+            self.user.as_deref(),
+            self.rhost.as_deref(),
+            &self.answers,
+            self.authtok.as_deref(),
+            keys,
+            &self.env.config,
+        )
     }
 
     /// Runs the login to completion. Runs under pam_wrapper take turns, across threads and
     /// processes: pam_wrapper copies the stack into `/tmp/pam.X` with one character of
     /// uniqueness and, when two processes pick the same one, both use it, so parallel runs
     /// could load each other's stacks (its `PAM_WRAPPER_RUNTIME_DIR` does not move that copy).
-    pub fn run(self) -> Outcome {
+    ///
+    /// With `PAM_PORTAL_TEST_WRAP_ALL=1` in the environment every login runs under pam_wrapper
+    /// (see [`crate::transcript`]); without it nothing changes.
+    pub fn run(mut self) -> Outcome {
+        if !self.wrapper && crate::transcript::wrap_all() {
+            self.wrapper = true;
+        }
         if !self.wrapper {
             return self.spawn().wait();
         }
@@ -558,12 +587,16 @@ pub struct RunningLogin {
     watched: Watched,
     wrapped: bool,
     timeout: Duration,
+    transcript: Option<crate::transcript::Pending>,
 }
 
 impl RunningLogin {
     /// Waits for the process and parses its report.
     pub fn wait(self) -> Outcome {
         let f = self.watched.wait(self.timeout);
+        if let Some(t) = self.transcript {
+            crate::transcript::write(t, &f, self.wrapped);
+        }
         Outcome::from_finished(f, self.wrapped)
     }
 }

@@ -18,12 +18,13 @@ mod logs;
 mod paths;
 mod proc;
 mod sim;
+pub mod transcript;
 
 pub use env::{Env, Exhausted, LoginBuilder, Msg, Outcome, RunningLogin, Style};
 pub use logs::{kv_pairs, parse_kv, LogLine};
 pub use paths::{
-    admin_path, bin_dir, drive_path, module_path, pam_wrapper_lib, sim_path, system_module,
-    target_dir, workspace_root,
+    admin_path, bin_dir, drive_path, hazard_path, module_path, pam_wrapper_lib, sim_path,
+    system_module, target_dir, workspace_root,
 };
 pub use proc::{run_with_input, run_with_timeout, Finished};
 pub use sim::{call_method_is, call_username, closed_port_url, Sim};

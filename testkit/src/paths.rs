@@ -66,6 +66,11 @@ pub fn drive_path() -> PathBuf {
     built("pam-drive")
 }
 
+/// `target/debug/pam-hazard` (the process-hazard host, tests/hazards.rs).
+pub fn hazard_path() -> PathBuf {
+    built("pam-hazard")
+}
+
 /// `target/debug/portal-sim`.
 pub fn sim_path() -> PathBuf {
     built("portal-sim")
