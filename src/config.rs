@@ -790,9 +790,9 @@ impl Config {
         );
         names.push(String::new());
         for name in names {
-            let s = config.for_service(&name);
-            let limit = if s.auth.is_vpn { 60 } else { 120 };
-            if s.auth.phone_timeout_s >= limit {
+            let auth = config.auth_for(&name);
+            let limit = if auth.is_vpn { 60 } else { 120 };
+            if auth.phone_timeout_s >= limit {
                 let whose = if name.is_empty() {
                     String::new()
                 } else {
@@ -802,7 +802,7 @@ impl Config {
                     "phone_timeout_s",
                     format!(
                         "{}{whose} must be below {limit} s for this service's host",
-                        s.auth.phone_timeout_s
+                        auth.phone_timeout_s
                     ),
                 ));
             }
@@ -816,15 +816,27 @@ impl Config {
 
     /// The settings for one PAM service: `[auth]` and `[prompts]` with `[services.NAME]` over them.
     pub fn for_service(&self, service: &str) -> Settings {
-        let (sa, sp) = self.services.get(service).cloned().unwrap_or_default();
+        Settings {
+            service: service.to_string(),
+            portal: self.portal.clone(),
+            auth: self.auth_for(service),
+            lockout: self.lockout.clone(),
+            access: self.access.clone(),
+            prompts: self.prompts_for(service),
+        }
+    }
+
+    /// `[auth]` for one PAM service: its `[services.NAME] auth` over `[auth]` over the defaults.
+    pub fn auth_for(&self, service: &str) -> AuthSettings {
+        let none = RawAuth::default();
+        let sa = self.services.get(service).map_or(&none, |(a, _)| a);
         let a = &self.auth;
-        let p = &self.prompts;
         let vpn = sa
             .vpn_services
             .clone()
             .or_else(|| a.vpn_services.clone())
             .unwrap_or_else(default_vpn_services);
-        let auth = AuthSettings {
+        AuthSettings {
             second_factor: sa
                 .second_factor
                 .or(a.second_factor)
@@ -842,26 +854,26 @@ impl Config {
             phone_poll_ms: sa.phone_poll_ms.or(a.phone_poll_ms).unwrap_or(1000),
             fail_delay_ms: sa.fail_delay_ms.or(a.fail_delay_ms).unwrap_or(2000),
             show_reasons: sa.show_reasons.or(a.show_reasons).unwrap_or(false),
-        };
+        }
+    }
+
+    /// `[prompts]` for one PAM service: its `[services.NAME] prompts` over `[prompts]` over the
+    /// defaults.
+    pub fn prompts_for(&self, service: &str) -> PromptSettings {
+        let none = RawPrompts::default();
+        let sp = self.services.get(service).map_or(&none, |(_, p)| p);
+        let p = &self.prompts;
         let text = |s: &Option<PromptText>, g: &Option<PromptText>, d: &str| {
             s.as_ref()
                 .or(g.as_ref())
                 .map_or_else(|| d.to_string(), |t| t.0.clone())
         };
-        let prompts = PromptSettings {
+        PromptSettings {
             password: text(&sp.password, &p.password, "Password: "),
             question: text(&sp.question, &p.question, "{question} "),
             code: text(&sp.code, &p.code, "Verification code: "),
             info: sp.info.or(p.info).unwrap_or(true),
             phone_confirm: sp.phone_confirm.or(p.phone_confirm).unwrap_or(false),
-        };
-        Settings {
-            service: service.to_string(),
-            portal: self.portal.clone(),
-            auth,
-            lockout: self.lockout.clone(),
-            access: self.access.clone(),
-            prompts,
         }
     }
 

@@ -84,32 +84,18 @@ impl FileStore {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
         {
-            Ok(f) => {
-                // No lock: an unfinished last line is an append in progress, not damage.
-                let mut text = String::new();
-                let read = f.take(MAX_RECORD_BYTES).read_to_string(&mut text);
-                match read
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| parse(&text, key))
-                {
-                    Ok(r) => Ok(r),
-                    Err(why) => {
-                        self.warn(format!(
-                            "damaged lockout record {} replaced: {why}",
-                            path.display()
-                        ));
-                        Ok(Record::default())
-                    }
-                }
-            }
+            Ok(mut f) => Ok(self.load(&mut f, key, &path, false).0),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
             Err(e) => Err(StoreError(format!("cannot read {}: {e}", path.display()))),
         }
     }
 
-    /// Reads a record: `(record, state)`, where an empty file is one `update` just created
-    /// (records are never written empty) and a damaged one is reported and read as empty.
-    fn read_locked(&self, f: &mut File, key: &Key, path: &Path) -> (Record, Found) {
+    /// Reads a record: `(record, state)`. An empty file is one `update` just created (records
+    /// are never written empty); a damaged one is reported and read as empty. An unfinished
+    /// last line is an append in progress to a reader without the lock, but under the lock
+    /// (`locked`) a writer that died mid-write: the complete lines are kept and the record is
+    /// marked for rewriting rather than appending.
+    fn load(&self, f: &mut File, key: &Key, path: &Path, locked: bool) -> (Record, Found) {
         let mut text = String::new();
         let read = f.take(MAX_RECORD_BYTES).read_to_string(&mut text);
         if read.is_ok() && text.is_empty() {
@@ -119,9 +105,7 @@ impl FileStore {
             .map_err(|e| e.to_string())
             .and_then(|_| parse(&text, key))
         {
-            Ok(r) if text.ends_with('\n') => (r, Found::Valid),
-            // Under the lock nobody is writing: an unfinished last line is a writer that died
-            // mid-write. Keep the complete lines, and rewrite the record rather than append.
+            Ok(r) if !locked || text.ends_with('\n') => (r, Found::Valid),
             Ok(r) => {
                 self.warn(format!(
                     "lockout record {} had an unfinished last line: rewritten",
@@ -170,7 +154,7 @@ impl FileStore {
                 Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => {}
                 _ => continue,
             }
-            let (old, found) = self.read_locked(&mut f, key, &path);
+            let (old, found) = self.load(&mut f, key, &path, true);
             let mut record = old.clone();
             let out = change(&mut record);
             if record.is_stale(now, self.longest_window) {
