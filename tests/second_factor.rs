@@ -209,6 +209,26 @@ fn maxtries_phone_factor_locked_after_denials() {
 }
 
 #[test]
+fn maxtries_after_five_phone_failures_with_the_default_policy_and_no_new_call() {
+    // The default [lockout] phone policy: 5 failures in an hour lock the phone factor for an hour.
+    let (sim, env) = phone_setup("");
+    for i in 1..=4 {
+        code(&phone_login(&env, "penny", PHONE_PW), PAM_AUTH_ERR);
+        assert_eq!(sim.calls_to("requestPhoneValidation").len(), i);
+    }
+    let o = phone_login(&env, "penny", PHONE_PW);
+    code(&o, PAM_MAXTRIES);
+    assert_eq!(o.errors(), vec![msg::locked(60)], "{}", o.describe());
+    assert_eq!(sim.calls_to("requestPhoneValidation").len(), 5);
+    // Locked: no prompt, no portal call at all, no phone call.
+    let before = sim.calls().len();
+    let o = phone_login(&env, "penny", PHONE_PW);
+    code(&o, PAM_MAXTRIES);
+    assert!(o.prompts().is_empty(), "{}", o.describe());
+    assert_eq!(sim.calls().len(), before, "a portal call while the phone factor is locked");
+}
+
+#[test]
 fn phone_failures_count_for_the_user_and_the_address() {
     let (_sim, env) = phone_setup(
         "[lockout]\nphone = { max_failures = 100 }\nuser = { max_failures = 100 }\nip = { max_failures = 2, window_s = 600, lock_s = 600 }\n",
