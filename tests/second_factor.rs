@@ -225,7 +225,11 @@ fn maxtries_after_five_phone_failures_with_the_default_policy_and_no_new_call() 
     let o = phone_login(&env, "penny", PHONE_PW);
     code(&o, PAM_MAXTRIES);
     assert!(o.prompts().is_empty(), "{}", o.describe());
-    assert_eq!(sim.calls().len(), before, "a portal call while the phone factor is locked");
+    assert_eq!(
+        sim.calls().len(),
+        before,
+        "a portal call while the phone factor is locked"
+    );
 }
 
 #[test]
