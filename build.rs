@@ -1,8 +1,8 @@
-// Link flags for the cdylib:
+// Link flags for the cdylibs (pam_portal.so and its HTTP half, http/, which uses this file too):
 // - `-z nodelete`: libpam dlclose()s the module at pam_end(); a host that ran PAM on a thread
 //   which exits afterwards would then run thread-local destructors that point into unmapped
 //   code and segfault. Keeping the object mapped avoids that.
-// - libpam itself, for the few functions src/pam/ffi.rs declares.
+// - libpam itself, for the few functions src/pam/ffi.rs declares (the module only).
 // - the unwinder from libgcc_eh.a, linked statically: it comes before rustc's `-lgcc_s` on the
 //   link line, and rustc links with `--as-needed`, so the module no longer needs libgcc_s.so
 //   at run time. One shared library fewer to map and relocate in every login process (the
@@ -10,7 +10,10 @@
 //   keeps the unwinder's symbols local, so the host's own unwinder is untouched.
 fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
-    println!("cargo:rustc-link-lib=pam");
+    // The HTTP half (http/, which shares this file) makes no libpam call.
+    if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("pam_portal") {
+        println!("cargo:rustc-link-lib=pam");
+    }
     if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu") {
         if let Some(dir) = libgcc_eh_dir() {
             println!("cargo:rustc-link-search=native={dir}");

@@ -16,11 +16,11 @@
 use super::files::FileStore;
 use super::{hex, unhex, Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
 use crate::config::{Policy, RedisSettings};
+use crate::portal::transport::TlsStream;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `Record::add_failure` and the expiry, in Lua. KEYS[1] the record; ARGV: now, window_s,
@@ -105,14 +105,15 @@ pub enum Reply {
 
 enum Stream {
     Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// The session lives in the HTTP half (portal/transport.rs), over a duplicate of `TcpStream`.
+    Tls(TcpStream, crate::portal::transport::TlsStream),
 }
 
 impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref(),
+            Stream::Tls(s, _) => s,
         }
     }
 }
@@ -121,7 +122,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
+            Stream::Tls(_, t) => t.read(buf),
         }
     }
 }
@@ -130,13 +131,13 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
+            Stream::Tls(_, t) => t.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
+            Stream::Tls(_, t) => t.flush(),
         }
     }
 }
@@ -184,7 +185,8 @@ impl Conn {
         let tcp = tcp.ok_or(last)?;
         let _ = tcp.set_nodelay(true);
         let stream = if r.tls {
-            Stream::Tls(Box::new(tls(r, tcp)?))
+            let t = tls(r, &tcp)?;
+            Stream::Tls(tcp, t)
         } else {
             Stream::Plain(tcp)
         };
@@ -244,61 +246,18 @@ fn first_word_safe(e: &str) -> String {
     crate::audit::escape(e.split_whitespace().next().unwrap_or("ERR"))
 }
 
-fn tls(
-    r: &RedisSettings,
-    tcp: TcpStream,
-) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, Unreachable> {
-    use rustls::pki_types::{CertificateDer, ServerName};
-    let pems: Vec<PathBuf> = match &r.ca_file {
-        Some(p) => vec![p.clone()],
-        None => [
-            "/etc/ssl/certs/ca-certificates.crt",
-            "/etc/pki/tls/certs/ca-bundle.crt",
-            "/etc/ssl/cert.pem",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .take(1)
-        .collect(),
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for p in &pems {
-        let pem = std::fs::read(p)
-            .map_err(|e| Unreachable(format!("cannot read {}: {e}", p.display())))?;
-        for item in ureq::tls::parse_pem(&pem).flatten() {
-            if let ureq::tls::PemItem::Certificate(c) = item {
-                let _ = roots.add(CertificateDer::from(c.der().to_vec()));
-            }
-        }
-    }
-    if roots.is_empty() {
-        return Err(Unreachable(
-            "TLS: no CA certificate (set [lockout] redis_ca_file)".into(),
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Unreachable(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from(r.host.clone())
-        .map_err(|e| Unreachable(format!("TLS: server name {}: {e}", r.host)))?;
-    let conn = rustls::ClientConnection::new(Arc::new(config), name)
-        .map_err(|e| Unreachable(format!("TLS: {e}")))?;
+/// The TLS session, handshake done (so that a certificate problem is reported as such),
+/// bounded by the socket timeouts set first. Loading the HTTP half and the handshake run on
+/// a helper thread's stack, as the portal's calls do.
+fn tls(r: &RedisSettings, tcp: &TcpStream) -> Result<TlsStream, Unreachable> {
     let t = Some(r.timeout);
     tcp.set_read_timeout(t)
         .and_then(|_| tcp.set_write_timeout(t))
         .map_err(|e| io_err("socket", e))?;
-    let mut s = rustls::StreamOwned::new(conn, tcp);
-    // Complete the handshake now, so that a certificate problem is reported as such.
-    while s.conn.is_handshaking() {
-        s.conn
-            .complete_io(&mut s.sock)
-            .map_err(|e| io_err("TLS handshake", e))?;
-    }
-    Ok(s)
+    crate::portal::off_host_stack(|| {
+        TlsStream::open(tcp, &r.host, r.ca_file.as_deref()).map_err(crate::portal::Unavailable)
+    })
+    .map_err(|e| Unreachable(e.0))
 }
 
 fn read_line<R: BufRead>(r: &mut R, deadline: Instant) -> Result<String, Unreachable> {

@@ -1,17 +1,16 @@
-//! Typed portal calls (PROTOCOL.md §2). One `HttpPortal` per login: its ureq agent is built on
-//! the first call and reused for the others, so a login opens one connection and makes one TLS
-//! handshake. Nothing here lives in a static but parsed CA certificates (plain data).
+//! Typed portal calls (PROTOCOL.md §2). One `HttpPortal` per login: its agent (in the HTTP
+//! half, see transport.rs) is built on the first call and reused for the others, so a login
+//! opens one connection and makes one TLS handshake. Nothing here lives in a static.
 
 pub mod cache;
+pub mod transport;
 pub mod wire;
 
 use crate::config::PortalSettings;
 use crate::secret::Secret;
 use serde_json::Value;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::Agent;
+use transport::Agent;
 use wire::{as_list, flag, int, WireError};
 
 /// Largest answer read from the portal; a longer one is an outage, not a login.
@@ -193,24 +192,19 @@ impl<'a> HttpPortal<'a> {
         self
     }
 
-    fn agent(&mut self) -> Result<Agent, Unavailable> {
-        if let Some(a) = &self.agent {
-            return Ok(a.clone());
+    fn agent(&mut self) -> Result<&Agent, Unavailable> {
+        if self.agent.is_none() {
+            let agent = Agent::new(
+                self.settings.ca_file.as_deref(),
+                self.settings.connect_timeout,
+                concat!("pam_portal/", env!("CARGO_PKG_VERSION")),
+            )
+            .map_err(Unavailable)?;
+            self.agent = Some(agent);
         }
-        let roots = match &self.settings.ca_file {
-            Some(path) => RootCerts::new_with_certs(&read_pem(path)?),
-            None => system_roots(),
-        };
-        let agent: Agent = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(self.settings.connect_timeout))
-            .user_agent(concat!("pam_portal/", env!("CARGO_PKG_VERSION")))
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .build()
-            .into();
-        self.agent = Some(agent.clone());
-        Ok(agent)
+        self.agent
+            .as_ref()
+            .ok_or_else(|| Unavailable("no HTTP agent".into()))
     }
 
     fn url(&self, service_method: &str) -> String {
@@ -248,9 +242,23 @@ impl<'a> HttpPortal<'a> {
                 "the portal did not answer within the time allowed".into(),
             ));
         }
-        let agent = self.agent()?;
-        let (status, bytes) =
-            off_host_stack(|| exchange(&agent, url, auth.as_deref(), post, left))?;
+        let mut body = post.map(String::into_bytes);
+        // Loading the HTTP half and the exchange both run on the helper thread's stack.
+        let answer = off_host_stack(|| {
+            self.agent()?
+                .exchange(
+                    url,
+                    auth.as_deref(),
+                    body.as_deref(),
+                    left,
+                    MAX_ANSWER_BYTES,
+                )
+                .map_err(Unavailable)
+        });
+        if let Some(b) = body.as_mut() {
+            crate::secret::wipe(b); // the password and answer sent
+        }
+        let (status, bytes) = answer?;
         Ok(wire::decode(status, &bytes))
     }
 }
@@ -265,7 +273,7 @@ const HTTP_STACK: usize = 1024 * 1024;
 /// instead of faulting). The thread lives only for one call; PAM itself (conversation,
 /// items, syslog) stays on the host's thread. A panic in `work` carries on in the caller, so
 /// pam-bindings' guard still answers PAM_ABORT.
-fn off_host_stack<T: Send>(
+pub(crate) fn off_host_stack<T: Send>(
     work: impl FnOnce() -> Result<T, Unavailable> + Send,
 ) -> Result<T, Unavailable> {
     std::thread::scope(|scope| {
@@ -281,55 +289,6 @@ fn off_host_stack<T: Send>(
     })
 }
 
-/// One HTTP exchange: the request, then the body up to `MAX_ANSWER_BYTES`.
-fn exchange(
-    agent: &Agent,
-    url: &str,
-    auth: Option<&str>,
-    post: Option<String>,
-    left: Duration,
-) -> Result<(u16, Vec<u8>), Unavailable> {
-    let sent = match post {
-        Some(body) => {
-            let mut req = agent.post(url).config().timeout_global(Some(left)).build();
-            req = req
-                .header("Content-Type", "application/json")
-                .header("Accept", "application/json");
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            req.send(body)
-        }
-        None => {
-            let mut req = agent.get(url).config().timeout_global(Some(left)).build();
-            req = req.header("Accept", "application/json");
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
-        }
-    };
-    let mut resp = sent.map_err(|e| Unavailable(transport_error(&e)))?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_ANSWER_BYTES)
-        .read_to_vec()
-        .map_err(|e| Unavailable(transport_error(&e)))?;
-    Ok((status, bytes))
-}
-
-fn transport_error(e: &ureq::Error) -> String {
-    let mut s = match e {
-        ureq::Error::Timeout(_) => "the portal did not answer within the time allowed".to_string(),
-        ureq::Error::BodyExceedsLimit(n) => format!("the portal's answer is over {n} bytes"),
-        other => format!("cannot reach the portal: {other}"),
-    };
-    s.truncate(300);
-    s
-}
-
 fn unexpected(e: WireError) -> Unavailable {
     match e {
         WireError::Api { code, message } if code.ends_with("RateLimitExceeded") => {
@@ -340,43 +299,6 @@ fn unexpected(e: WireError) -> Unavailable {
         }
         WireError::Api { code, message } => Unavailable(format!("unexpected portal error {code}: {message}")),
         WireError::Garbled(why) => Unavailable(format!("garbled portal answer: {why}")),
-    }
-}
-
-fn read_pem(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, Unavailable> {
-    let pem = std::fs::read(path)
-        .map_err(|e| Unavailable(format!("cannot read ca_file {}: {e}", path.display())))?;
-    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(Unavailable(format!(
-            "ca_file {} holds no certificate",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-/// The system's CA bundle, parsed once per process (plain data, safe across fork). Without a
-/// bundle, the Mozilla roots compiled into the module.
-fn system_roots() -> RootCerts {
-    static ROOTS: OnceLock<Option<Vec<Certificate<'static>>>> = OnceLock::new();
-    let roots = ROOTS.get_or_init(|| {
-        [
-            "/etc/ssl/certs/ca-certificates.crt",
-            "/etc/pki/tls/certs/ca-bundle.crt",
-            "/etc/ssl/cert.pem",
-        ]
-        .iter()
-        .find_map(|p| read_pem(std::path::Path::new(p)).ok())
-    });
-    match roots {
-        Some(certs) => RootCerts::new_with_certs(certs),
-        None => RootCerts::WebPki,
     }
 }
 
