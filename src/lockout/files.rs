@@ -11,7 +11,7 @@
 
 use super::{hex, unhex, Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
 use crate::config::Policy;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -27,6 +27,8 @@ pub struct FileStore {
     /// The longest window of any policy: records older than this are stale.
     longest_window: u64,
     warnings: RefCell<Vec<String>>,
+    /// Whether this store (one login) already looked at the prune stamp.
+    prune_checked: Cell<bool>,
 }
 
 impl FileStore {
@@ -34,15 +36,20 @@ impl FileStore {
     /// owner (root, or the effective user) can write there.
     pub fn open(dir: &Path, longest_window: u64) -> Result<FileStore, StoreError> {
         let shown = dir.display();
-        if fs::symlink_metadata(dir).is_err() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| StoreError(format!("cannot create lockout directory {shown}: {e}")))?;
-        }
-        let meta = fs::symlink_metadata(dir)
-            .map_err(|e| StoreError(format!("lockout directory {shown}: {e}")))?;
+        let meta = match fs::symlink_metadata(dir) {
+            Ok(m) => m,
+            Err(_) => {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| {
+                        StoreError(format!("cannot create lockout directory {shown}: {e}"))
+                    })?;
+                fs::symlink_metadata(dir)
+                    .map_err(|e| StoreError(format!("lockout directory {shown}: {e}")))?
+            }
+        };
         if !meta.is_dir() {
             return Err(StoreError(format!(
                 "lockout directory {shown} is not a directory"
@@ -65,6 +72,7 @@ impl FileStore {
             dir: dir.to_path_buf(),
             longest_window,
             warnings: RefCell::new(Vec::new()),
+            prune_checked: Cell::new(false),
         })
     }
 
@@ -96,7 +104,8 @@ impl FileStore {
     /// (`locked`) a writer that died mid-write: the complete lines are kept and the record is
     /// marked for rewriting rather than appending.
     fn load(&self, f: &mut File, key: &Key, path: &Path, locked: bool) -> (Record, Found) {
-        let mut text = String::new();
+        // Room for a usual record, so that one read(2) takes it.
+        let mut text = String::with_capacity(4096);
         let read = f.take(MAX_RECORD_BYTES).read_to_string(&mut text);
         if read.is_ok() && text.is_empty() {
             return (Record::default(), Found::New);
@@ -204,6 +213,9 @@ impl FileStore {
 
     /// Deletes stale records and leftover temporary files, at most once per `PRUNE_EVERY`.
     fn maybe_prune(&self, now: u64) {
+        if self.prune_checked.replace(true) {
+            return;
+        }
         let stamp = self.dir.join(".pruned");
         let due = fs::metadata(&stamp)
             .and_then(|m| m.modified())

@@ -6,9 +6,9 @@
 //! over TLS), so a login refused before that — locked, a denied address, a bad configuration —
 //! never maps or relocates it (BENCHMARKS.md has the figures).
 //!
-//! Where it is looked for: the directory of the object this code is in (the module's real
-//! path: symbolic links resolved), then, for a program built on this library (`pam-portal`,
-//! tests), its own directory, then the directories libpam takes modules from. A candidate must
+//! Where it is looked for: by the module, in the directory of its real file (symbolic links
+//! resolved) and nowhere else; by a program built on this library (`pam-portal`, tests), in
+//! its own directory, then in the directories libpam takes modules from. A candidate must
 //! be a regular file owned by root (or by the caller) and writable by nobody else, as the
 //! module itself is; its interface and package versions must equal the module's. There is no
 //! environment variable or option to name another file: the module runs inside set-uid hosts.
@@ -48,12 +48,12 @@ fn half() -> Result<&'static Api, String> {
 pub fn candidates() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     match own_object() {
-        // The module (or another shared object built from this crate): its own directory.
+        // The module (or another shared object built from this crate): its own directory only.
         Some(obj) if obj.extension().is_some_and(|e| e == "so") => {
             dirs.extend(obj.parent().map(Path::to_path_buf));
         }
-        // A program (`pam-portal`, a test): its directory, and the profile directory above
-        // Cargo's `deps/`.
+        // A program (`pam-portal`, a test): its directory, the profile directory above Cargo's
+        // `deps/`, then where the packages install the half, beside the module.
         _ => {
             if let Some(dir) = std::env::current_exe()
                 .ok()
@@ -65,9 +65,9 @@ pub fn candidates() -> Vec<PathBuf> {
                 }
                 dirs.insert(0, dir);
             }
+            dirs.extend(crate::admin::module_dirs());
         }
     }
-    dirs.extend(crate::admin::module_dirs());
     let mut out: Vec<PathBuf> = Vec::new();
     for d in dirs {
         let p = d.join(FILE_NAME);
@@ -120,8 +120,9 @@ pub fn trusted(meta: &std::fs::Metadata, euid: u32) -> Result<(), String> {
 fn load() -> Result<&'static Api, String> {
     let euid = crate::pam::geteuid();
     let mut why = Vec::new();
-    for path in candidates() {
-        let meta = match std::fs::metadata(&path) {
+    let candidates = candidates();
+    for path in &candidates {
+        let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -133,13 +134,14 @@ fn load() -> Result<&'static Api, String> {
             why.push(format!("{}: {e}", path.display()));
             continue;
         }
-        match open(&path) {
+        match open(path) {
             Ok(api) => return Ok(api),
             Err(e) => why.push(format!("{}: {e}", path.display())),
         }
     }
     if why.is_empty() {
-        why.push(format!("not found next to the module ({FILE_NAME})"));
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        why.push(format!("not found (looked for {})", looked.join(", ")));
     }
     Err(format!(
         "cannot load the HTTP half of pam_portal: {}",
