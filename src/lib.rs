@@ -3,7 +3,8 @@
 //!
 //! A login, from the PAM entry point to the portal and back:
 //! `lib.rs` (this file: arguments, configuration, store) → `login.rs` (SPEC §4, straight-line)
-//! → `access.rs` / `lockout/` (early refusals) → `pam/` (prompts) → `portal/` (HTTP calls) →
+//! → `access.rs` / `lockout/` (early refusals) → `pam/` (prompts) → `portal/` (typed calls;
+//! the HTTP itself in the HTTP half, `http/`, loaded by `portal/transport.rs` on first use) →
 //! `decision.rs` (code, message, reason) → `audit.rs` (message and log line) → back here.
 #![deny(unsafe_code)]
 // Library code never unwraps or panics: a panic in sshd's monitor would cost the host a login
