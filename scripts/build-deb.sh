@@ -35,7 +35,7 @@ if [ -z "$bin_dir" ]; then
   bin_dir="${CARGO_TARGET_DIR:-$root/target}/release"
 fi
 for f in libpam_portal.so libpam_portal_http.so pam-portal; do
-  [ -f "$bin_dir/$f" ] || { echo "build-deb.sh: $bin_dir/$f is missing: build it first (cargo build --release)" >&2; exit 1; }
+  [ -f "$bin_dir/$f" ] || { echo "build-deb.sh: $bin_dir/$f is missing: build it first (cargo build --release --workspace)" >&2; exit 1; }
 done
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
