@@ -197,10 +197,20 @@ auth sufficient {SECURITY}/pam_faillock.so authsucc {opts}
         # The same process with pam_permit.so alone: what neither module costs.
         psvc = self.service("locked-permit", f"auth required {SECURITY}/pam_permit.so\n")
         bare = (["pamtester", "-I", f"rhost={RHOST}", psvc, "nobody", "authenticate"], "", 0)
+        # Each module loaded but not run: pam_permit.so, then the module, and `setcred` (which
+        # only returns): what loading the module into the process costs.
+        lsvc = self.service("load", f"auth required {SECURITY}/pam_permit.so\nauth required {MODULE} config={cfg}\n")
+        flsvc = self.service("faillock-load", f"auth required {SECURITY}/pam_permit.so\n"
+                                              f"auth required {SECURITY}/pam_faillock.so preauth silent {opts}\n")
+        load = (["pamtester", "-I", f"rhost={RHOST}", lsvc, "nobody", "setcred"], "", 0)
+        fload = (["pamtester", "-I", f"rhost={RHOST}", flsvc, "nobody", "setcred"], "", 0)
         # A few milliseconds each, with a difference of a few percent: many more runs than the rest.
-        m, f, p = self.interleaved(ours, theirs, bare, runs=max(self.runs, 300))
-        return {"runs": max(self.runs, 300), "module_ms": m, "faillock_ms": f, "permit_ms": p, "ratio": m / f,
-                "module_added_ms": m - p, "faillock_added_ms": f - p}
+        runs = max(self.runs, 300)
+        m, f, p, ml, fl = self.interleaved(ours, theirs, bare, load, fload, runs=runs)
+        return {"runs": runs, "module_ms": m, "faillock_ms": f, "permit_ms": p, "ratio": m / f,
+                "module_added_ms": m - p, "faillock_added_ms": f - p,
+                "module_load_ms": ml - p, "faillock_load_ms": fl - p,
+                "module_work_ms": m - ml, "faillock_work_ms": f - fl}
 
     # -- 3. concurrent failure recording vs pam_faillock ----------------------------------
     def concurrent_failures(self, procs=32, total=640, rounds=5):
@@ -375,6 +385,8 @@ def report(r, runs):
         f"| full password + question login, fresh process (pamtester) vs curl making the same 2 HTTPS calls on one connection | {f['module_ms']:.1f} ms | curl {f['curl_ms']:.1f} ms | {f['ratio']:.2f} |",
         f"| locked username refused (pamtester) vs pam_faillock.so refusing a locked user ({l['runs']} runs) | {l['module_ms']:.2f} ms | pam_faillock {l['faillock_ms']:.2f} ms | {l['ratio']:.2f} |",
         f"| the same, above pamtester with pam_permit.so alone ({l['permit_ms']:.2f} ms) | +{l['module_added_ms']:.2f} ms | pam_faillock +{l['faillock_added_ms']:.2f} ms | {l['module_added_ms'] / l['faillock_added_ms']:.2f} |",
+        f"| of which loading the module (`setcred` of a stack that loads it) | +{l['module_load_ms']:.2f} ms | pam_faillock +{l['faillock_load_ms']:.2f} ms | |",
+        f"| of which the refusal itself | {l['module_work_ms']:.2f} ms | pam_faillock {l['faillock_work_ms']:.2f} ms | {l['module_work_ms'] / l['faillock_work_ms']:.2f} |",
         f"| failures recorded by {c['procs']} concurrent processes ({c['total'] // c['rounds']} per burst, {c['rounds']} alternating bursts each) | {c['module_per_s']:.0f}/s, counted {c['module_counted']}/{c['total']} | pam_faillock {c['faillock_per_s']:.0f}/s, counted {c['faillock_counted']}/{c['total']} | {c['pair_ratio']:.2f} (median over the bursts of faillock's rate / ours, each pair side by side: ≤ 1.0 means ours is at least as fast) |",
         "",
         "| concurrent clients | full logins per second | succeeded |",
