@@ -13,6 +13,7 @@ mod client;
 
 use abi::{AgentConfig, Api, Bytes, Request, Sink, TlsConfig, ABI_VERSION};
 use std::ffi::{c_int, c_void};
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +49,12 @@ unsafe fn slice<'a>(b: Bytes) -> Option<&'a [u8]> {
     }
 }
 
+/// SAFETY (caller): as `slice`. A path is any bytes (as the module's `Path` was).
+unsafe fn path<'a>(b: Bytes) -> Option<&'a Path> {
+    // SAFETY: per this function's contract.
+    unsafe { slice(b) }.map(|s| Path::new(std::ffi::OsStr::from_bytes(s)))
+}
+
 /// SAFETY (caller): as `slice`. Text that is not UTF-8 reads as absent.
 unsafe fn text<'a>(b: Bytes) -> Option<&'a str> {
     // SAFETY: per this function's contract.
@@ -69,9 +76,9 @@ unsafe extern "C" fn agent_new(
         // SAFETY: the module passes a valid config for the duration of the call.
         let cfg = unsafe { cfg.as_ref() }.ok_or("no agent configuration")?;
         // SAFETY: the config's byte strings are valid for the call.
-        let (ca, ua) = unsafe { (text(cfg.ca_file), text(cfg.user_agent)) };
+        let (ca, ua) = unsafe { (path(cfg.ca_file), text(cfg.user_agent)) };
         client::agent(
-            ca.map(Path::new),
+            ca,
             Duration::from_millis(cfg.connect_timeout_ms),
             ua.unwrap_or("pam_portal"),
         )
@@ -153,7 +160,7 @@ unsafe extern "C" fn tls_open(
         // SAFETY: the module passes a valid config for the duration of the call.
         let cfg = unsafe { cfg.as_ref() }.ok_or("no TLS configuration")?;
         // SAFETY: the config's byte strings are valid for the call.
-        let (host, ca) = unsafe { (text(cfg.host), text(cfg.ca_file)) };
+        let (host, ca) = unsafe { (text(cfg.host), path(cfg.ca_file)) };
         // SAFETY: `fd` is the module's connected socket, open for the call; we take a duplicate.
         let own = unsafe { BorrowedFd::borrow_raw(fd) }
             .try_clone_to_owned()
@@ -161,7 +168,7 @@ unsafe extern "C" fn tls_open(
         client::tls_open(
             std::net::TcpStream::from(own),
             host.ok_or("no server name")?,
-            ca.map(Path::new),
+            ca,
         )
     }));
     match made {
