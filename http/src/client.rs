@@ -111,16 +111,23 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<Certificate<'static>>, String
     Ok(certs)
 }
 
-/// The system's CA bundle, parsed once per process (plain data, safe across fork). Without a
-/// bundle, the Mozilla roots compiled into this library.
+/// The system's CA bundle (the first of `SYSTEM_BUNDLES` holding certificates), parsed once
+/// per process (plain data, safe across fork).
+fn system_certs() -> Option<&'static [Certificate<'static>]> {
+    static CERTS: OnceLock<Option<Vec<Certificate<'static>>>> = OnceLock::new();
+    CERTS
+        .get_or_init(|| {
+            SYSTEM_BUNDLES
+                .iter()
+                .find_map(|p| read_pem(Path::new(p), "CA bundle").ok())
+        })
+        .as_deref()
+}
+
+/// The portal's roots without a `ca_file`: the system bundle, else the Mozilla roots compiled
+/// into this library.
 fn system_roots() -> RootCerts {
-    static ROOTS: OnceLock<Option<Vec<Certificate<'static>>>> = OnceLock::new();
-    let roots = ROOTS.get_or_init(|| {
-        SYSTEM_BUNDLES
-            .iter()
-            .find_map(|p| read_pem(Path::new(p), "ca_file").ok())
-    });
-    match roots {
+    match system_certs() {
         Some(certs) => RootCerts::new_with_certs(certs),
         None => RootCerts::WebPki,
     }
@@ -132,23 +139,17 @@ pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// that a certificate problem is reported as such.
 pub fn tls_open(tcp: TcpStream, host: &str, ca_file: Option<&Path>) -> Result<TlsStream, String> {
     use rustls::pki_types::{CertificateDer, ServerName};
-    let pems: Vec<&Path> = match ca_file {
-        Some(p) => vec![p],
-        None => SYSTEM_BUNDLES
-            .iter()
-            .map(Path::new)
-            .filter(|p| p.is_file())
-            .take(1)
-            .collect(),
+    let from_file;
+    let certs: &[Certificate<'static>] = match ca_file {
+        Some(p) => {
+            from_file = read_pem(p, "redis_ca_file")?;
+            &from_file
+        }
+        None => system_certs().unwrap_or(&[]),
     };
     let mut roots = rustls::RootCertStore::empty();
-    for p in pems {
-        let pem = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        for item in ureq::tls::parse_pem(&pem).flatten() {
-            if let PemItem::Certificate(c) = item {
-                let _ = roots.add(CertificateDer::from(c.der().to_vec()));
-            }
-        }
+    for c in certs {
+        let _ = roots.add(CertificateDer::from(c.der().to_vec()));
     }
     if roots.is_empty() {
         return Err("TLS: no CA certificate (set [lockout] redis_ca_file)".into());

@@ -16,7 +16,7 @@
 use super::files::FileStore;
 use super::{hex, unhex, Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
 use crate::config::{Policy, RedisSettings};
-use crate::portal::transport::TlsStream;
+use crate::portal::transport::{self, TlsStream};
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -254,10 +254,9 @@ fn tls(r: &RedisSettings, tcp: &TcpStream) -> Result<TlsStream, Unreachable> {
     tcp.set_read_timeout(t)
         .and_then(|_| tcp.set_write_timeout(t))
         .map_err(|e| io_err("socket", e))?;
-    crate::portal::off_host_stack(|| {
-        TlsStream::open(tcp, &r.host, r.ca_file.as_deref()).map_err(crate::portal::Unavailable)
-    })
-    .map_err(|e| Unreachable(e.0))
+    transport::off_host_stack(|| TlsStream::open(tcp, &r.host, r.ca_file.as_deref()))
+        .map_err(|e| Unreachable(format!("cannot start the TLS handshake: {e}")))?
+        .map_err(Unreachable)
 }
 
 fn read_line<R: BufRead>(r: &mut R, deadline: Instant) -> Result<String, Unreachable> {

@@ -193,18 +193,16 @@ impl<'a> HttpPortal<'a> {
     }
 
     fn agent(&mut self) -> Result<&Agent, Unavailable> {
-        if self.agent.is_none() {
-            let agent = Agent::new(
+        let agent = match self.agent.take() {
+            Some(a) => a,
+            None => Agent::new(
                 self.settings.ca_file.as_deref(),
                 self.settings.connect_timeout,
                 concat!("pam_portal/", env!("CARGO_PKG_VERSION")),
             )
-            .map_err(Unavailable)?;
-            self.agent = Some(agent);
-        }
-        self.agent
-            .as_ref()
-            .ok_or_else(|| Unavailable("no HTTP agent".into()))
+            .map_err(Unavailable)?,
+        };
+        Ok(self.agent.insert(agent))
     }
 
     fn url(&self, service_method: &str) -> String {
@@ -244,7 +242,7 @@ impl<'a> HttpPortal<'a> {
         }
         let mut body = post.map(String::into_bytes);
         // Loading the HTTP half and the exchange both run on the helper thread's stack.
-        let answer = off_host_stack(|| {
+        let answer = transport::off_host_stack(|| {
             self.agent()?
                 .exchange(
                     url,
@@ -254,39 +252,14 @@ impl<'a> HttpPortal<'a> {
                     MAX_ANSWER_BYTES,
                 )
                 .map_err(Unavailable)
-        });
+        })
+        .map_err(|e| Unavailable(format!("cannot start the portal call: {e}")));
         if let Some(b) = body.as_mut() {
             crate::secret::wipe(b); // the password and answer sent
         }
-        let (status, bytes) = answer?;
+        let (status, bytes) = answer??;
         Ok(wire::decode(status, &bytes))
     }
-}
-
-/// The stack the HTTP and TLS work gets (see `off_host_stack`).
-const HTTP_STACK: usize = 1024 * 1024;
-
-/// Runs `work` on a scoped helper thread with its own stack, and waits for it.
-///
-/// Hosts may run PAM on small stacks: ocserv 1.1 runs each login in a coroutine with 96 KiB
-/// and no guard page, where a TLS handshake does not fit (an overflow there corrupts memory
-/// instead of faulting). The thread lives only for one call; PAM itself (conversation,
-/// items, syslog) stays on the host's thread. A panic in `work` carries on in the caller, so
-/// pam-bindings' guard still answers PAM_ABORT.
-pub(crate) fn off_host_stack<T: Send>(
-    work: impl FnOnce() -> Result<T, Unavailable> + Send,
-) -> Result<T, Unavailable> {
-    std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .name("pam_portal-http".into())
-            .stack_size(HTTP_STACK)
-            .spawn_scoped(scope, work)
-            .map_err(|e| Unavailable(format!("cannot start the portal call: {e}")))?;
-        match worker.join() {
-            Ok(result) => result,
-            Err(payload) => std::panic::resume_unwind(payload),
-        }
-    })
 }
 
 fn unexpected(e: WireError) -> Unavailable {

@@ -222,6 +222,30 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The stack the HTTP and TLS work gets (see `off_host_stack`).
+const HELPER_STACK: usize = 1024 * 1024;
+
+/// Runs `work` on a scoped helper thread with its own stack, and waits for it; `Err` only when
+/// the thread cannot be started.
+///
+/// Hosts may run PAM on small stacks: ocserv 1.1 runs each login in a coroutine with 96 KiB
+/// and no guard page, where loading the HTTP half or a TLS handshake does not fit (an overflow
+/// there corrupts memory instead of faulting). The thread lives only for one call; PAM itself
+/// (conversation, items, syslog) stays on the host's thread. A panic in `work` carries on in
+/// the caller, so pam-bindings' guard still answers PAM_ABORT.
+pub fn off_host_stack<R: Send>(work: impl FnOnce() -> R + Send) -> Result<R, std::io::Error> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("pam_portal-http".into())
+            .stack_size(HELPER_STACK)
+            .spawn_scoped(scope, work)?;
+        match worker.join() {
+            Ok(result) => Ok(result),
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    })
+}
+
 /// One ureq agent in the HTTP half: one connection and one TLS handshake per login.
 pub struct Agent {
     api: &'static Api,
