@@ -5,8 +5,8 @@
 use crate::access;
 use crate::config::Settings;
 use crate::decision::{Code, Decision, Reason};
-use crate::lockout::{Key, Store, Tally};
-use crate::login::{api_username, state_admitted};
+use crate::lockout::Store;
+use crate::login::{api_username, first_lock, state_admitted, Keys};
 use crate::pam::RawUser;
 use crate::portal::{PortalApi, PortalUser, Unavailable};
 
@@ -26,32 +26,18 @@ pub fn account<A: PortalApi>(
             None,
         );
     }
-    let mut keys = vec![(
-        Key::User(user.0.clone()),
-        &s.lockout.user,
-        Reason::UserLocked,
-    )];
-    if let Some(a) = addr {
-        keys.push((
-            Key::Ip(access::address_key(a, s.lockout.ipv6_prefix)),
-            &s.lockout.ip,
-            Reason::IpLocked,
-        ));
-    }
-    keys.push((
-        Key::Phone(user.0.clone()),
-        &s.lockout.phone,
-        Reason::PhoneLocked,
-    ));
-    for (key, policy, reason) in &keys {
-        match store.tally(key, now, policy) {
-            Err(e) => return (Decision::store_error(e.0), None),
-            Ok(Tally {
-                locked_for: Some(left),
-                ..
-            }) => return (Decision::locked(*reason, key.kind(), left), None),
-            Ok(_) => {}
-        }
+    let l = &s.lockout;
+    let keys = Keys::new(user, addr, l);
+    if let Err(d) = first_lock(
+        store,
+        now,
+        [
+            (Some(&keys.user), &l.user, Reason::UserLocked),
+            (keys.ip.as_ref(), &l.ip, Reason::IpLocked),
+            (Some(&keys.phone), &l.phone, Reason::PhoneLocked),
+        ],
+    ) {
+        return (d, None);
     }
     let Some(name) = api_username(user) else {
         return (

@@ -170,10 +170,16 @@ impl Decision {
         )
     }
     pub fn locked(reason: Reason, which: &'static str, seconds_left: u64) -> Self {
-        let mut d = Decision::new(Code::PAM_MAXTRIES, reason, Some(msg_locked(seconds_left)));
-        d.lock_left = Some(seconds_left);
-        d.locked = Some(which);
-        d
+        Decision::new(Code::PAM_MAXTRIES, reason, None).lock(which, seconds_left)
+    }
+    /// Answers as a lock of `which` (`PAM_MAXTRIES`, the lock message), keeping the reason: a
+    /// refusal, or the failure that just started the lock.
+    pub fn lock(mut self, which: &'static str, seconds_left: u64) -> Self {
+        self.code = Code::PAM_MAXTRIES;
+        self.message = Some(msg_locked(seconds_left));
+        self.lock_left = Some(seconds_left);
+        self.locked = Some(which);
+        self
     }
     pub fn unavailable(on: OnUnavailable, detail: String) -> Self {
         let d = match on {

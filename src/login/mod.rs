@@ -7,7 +7,7 @@
 //! decoy question like everybody else, and its answer is thrown away.
 
 use crate::access::{self, UserIpRefusal};
-use crate::config::{QuestionChoice, SecondFactor, Settings};
+use crate::config::{LockoutSettings, Policy, QuestionChoice, SecondFactor, Settings};
 use crate::decision::{Decision, Factor, Reason};
 use crate::lockout::{Key, Store, Tally};
 use crate::pam::{Pam, Priority, RawUser};
@@ -202,21 +202,18 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         }
 
         // 3. Locks: refused at once, no prompt, no portal call.
-        let keys = self.keys(addr);
-        for (key, policy, reason) in [
-            (keys.ip.as_ref(), &s.lockout.ip, Reason::IpLocked),
-            (Some(&keys.user), &s.lockout.user, Reason::UserLocked),
-            (Some(&keys.phone), &s.lockout.phone, Reason::PhoneLocked),
-        ] {
-            let Some(key) = key else { continue };
-            match self.store.tally(key, self.now, policy) {
-                Err(e) => return Decision::store_error(e.0),
-                Ok(Tally {
-                    locked_for: Some(left),
-                    ..
-                }) => return Decision::locked(reason, key.kind(), left),
-                Ok(_) => {}
-            }
+        let l = &s.lockout;
+        let keys = Keys::new(&self.user, addr, l);
+        if let Err(d) = first_lock(
+            self.store,
+            self.now,
+            [
+                (keys.ip.as_ref(), &l.ip, Reason::IpLocked),
+                (Some(&keys.user), &l.user, Reason::UserLocked),
+                (Some(&keys.phone), &l.phone, Reason::PhoneLocked),
+            ],
+        ) {
+            return d;
         }
 
         // 4. The password.
@@ -241,9 +238,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             self.debug("looking the user up");
             match self.portal.find_user(n) {
                 Ok(u) => self.found = u,
-                Err(Unavailable(why)) => {
-                    return Decision::unavailable(s.portal.on_unavailable, why)
-                }
+                Err(e) => return outage(s)(e),
             }
         }
         let plan = self.plan();
@@ -316,7 +311,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                 };
                 self.portal
                     .login(&name, &password, answer)
-                    .map_err(|Unavailable(why)| Decision::unavailable(s.portal.on_unavailable, why))
+                    .map_err(outage(s))
             }
         };
         let verdict = match verdict {
@@ -425,39 +420,28 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         password: &Secret,
         code: &Secret,
     ) -> Result<Verdict, Decision> {
-        let unavailable =
-            |Unavailable(why)| Decision::unavailable(self.s.portal.on_unavailable, why);
+        let s = self.s;
         let first = self
             .portal
             .external_auth(vendor, name, password, code, None)
-            .map_err(unavailable)?;
+            .map_err(outage(s))?;
         let Verdict::SecondCodeRequired(_) = first else {
             return Ok(first);
         };
-        if self.s.prompts.info {
+        if s.prompts.info {
             self.pam.info(
                 "Your security code is out of synchronization: enter the next code it shows.",
             );
         }
-        let next = self.ask(&self.s.prompts.code)?;
-        let unavailable =
-            |Unavailable(why)| Decision::unavailable(self.s.portal.on_unavailable, why);
+        let next = self.ask(&s.prompts.code)?;
         match self
             .portal
             .external_auth(vendor, name, password, code, Some(&next))
-            .map_err(unavailable)?
+            .map_err(outage(s))?
         {
             // A second "out of sync" is a wrong code.
             Verdict::SecondCodeRequired(m) => Ok(Verdict::LoginFailed(m)),
             v => Ok(v),
-        }
-    }
-
-    fn keys(&self, addr: Option<IpAddr>) -> Keys {
-        Keys {
-            user: Key::User(self.user.0.clone()),
-            ip: addr.map(|a| Key::Ip(access::address_key(a, self.s.lockout.ipv6_prefix))),
-            phone: Key::Phone(self.user.0.clone()),
         }
     }
 
@@ -519,10 +503,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         answered: Option<&[u64]>,
         world: &dyn World,
     ) -> Result<Second, Decision> {
-        let all = self
-            .portal
-            .questions()
-            .map_err(|Unavailable(why)| Decision::unavailable(self.s.portal.on_unavailable, why))?;
+        let all = self.portal.questions().map_err(outage(self.s))?;
         let mut candidates: Vec<&Question> = match answered {
             Some(ids) => all.iter().filter(|q| ids.contains(&q.id)).collect(),
             None => all.iter().collect(),
@@ -573,7 +554,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
     /// for phone failures); a failure that starts a lock is answered as a lock.
     fn fail(&mut self, d: Decision, keys: &Keys, phone: bool) -> Decision {
         let s = self.s;
-        let mut targets: Vec<(&Key, &crate::config::Policy)> = vec![(&keys.user, &s.lockout.user)];
+        let mut targets: Vec<(&Key, &Policy)> = vec![(&keys.user, &s.lockout.user)];
         if let Some(ip) = &keys.ip {
             targets.push((ip, &s.lockout.ip));
         }
@@ -593,21 +574,56 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
                 }
             }
         }
-        let mut d = d.counted();
-        if let Some((which, left)) = lock {
-            d.code = crate::decision::Code::PAM_MAXTRIES;
-            d.message = Some(crate::decision::msg_locked(left));
-            d.lock_left = Some(left);
-            d.locked = Some(which);
+        let d = d.counted();
+        match lock {
+            Some((which, left)) => d.lock(which, left),
+            None => d,
         }
-        d
     }
 }
 
-pub(super) struct Keys {
-    user: Key,
-    ip: Option<Key>,
-    phone: Key,
+/// The lockout records of one login (SPEC §7): the username, the client address (IPv6 grouped
+/// by `ipv6_prefix`) and the user's phone factor. acct_mgmt checks the same keys.
+pub(crate) struct Keys {
+    pub(crate) user: Key,
+    pub(crate) ip: Option<Key>,
+    pub(crate) phone: Key,
+}
+
+impl Keys {
+    pub(crate) fn new(user: &RawUser, addr: Option<IpAddr>, l: &LockoutSettings) -> Keys {
+        Keys {
+            user: Key::User(user.0.clone()),
+            ip: addr.map(|a| Key::Ip(access::address_key(a, l.ipv6_prefix))),
+            phone: Key::Phone(user.0.clone()),
+        }
+    }
+}
+
+/// SPEC §4 step 3 and §6: the first of `checks` (absent keys skipped) that is locked, as a
+/// lock refusal; a store that cannot be read, as a store error.
+pub(crate) fn first_lock<'k>(
+    store: &dyn Store,
+    now: u64,
+    checks: impl IntoIterator<Item = (Option<&'k Key>, &'k Policy, Reason)>,
+) -> Result<(), Decision> {
+    for (key, policy, reason) in checks {
+        let Some(key) = key else { continue };
+        match store.tally(key, now, policy) {
+            Err(e) => return Err(Decision::store_error(e.0)),
+            Ok(Tally {
+                locked_for: Some(left),
+                ..
+            }) => return Err(Decision::locked(reason, key.kind(), left)),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The refusal for a portal outage, as `on_unavailable` says.
+fn outage(s: &Settings) -> impl Fn(Unavailable) -> Decision + Copy + '_ {
+    move |Unavailable(why)| Decision::unavailable(s.portal.on_unavailable, why)
 }
 
 /// ACTIVE passes; VPN_ONLY only on a VPN service.

@@ -7,7 +7,7 @@
 use super::{Keys, Login};
 use crate::decision::{Decision, Reason};
 use crate::pam::Pam;
-use crate::portal::{Checked, Phone, PortalApi, Requested, Unavailable};
+use crate::portal::{Checked, Phone, PortalApi, Requested};
 use std::time::{Duration, Instant};
 
 /// The confirm prompt (`[prompts] phone_confirm`): OpenSSH before 10.3 shows info text only
@@ -26,7 +26,7 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         let deadline = world.millis() + budget_ms;
         self.portal
             .set_deadline(Instant::now() + Duration::from_millis(budget_ms));
-        let unavailable = |Unavailable(why)| Decision::unavailable(s.portal.on_unavailable, why);
+        let unavailable = super::outage(s);
 
         let status = self.portal.binding_status(binding).map_err(unavailable)?;
         if status == "BLOCKED" {

@@ -146,6 +146,12 @@ impl FakePortal {
     fn logins(&self) -> usize {
         self.calls.iter().filter(|c| c.starts_with("login")).count()
     }
+    fn externals(&self) -> usize {
+        self.calls
+            .iter()
+            .filter(|c| c.starts_with("external"))
+            .count()
+    }
 }
 
 fn questions() -> Vec<Question> {
@@ -453,7 +459,7 @@ fn settings(extra: &str, service: &str) -> Settings {
     }
 }
 
-fn run(
+fn run_with(
     pam: &mut FakePam,
     s: &Settings,
     opts: Options,
@@ -461,6 +467,11 @@ fn run(
     store: &MemStore,
 ) -> Decision {
     authenticate(pam, s, opts, portal, store, &FakeWorld { ms: Cell::new(0) }).decision
+}
+
+/// One login with the default module arguments.
+fn run(pam: &mut FakePam, s: &Settings, portal: &mut FakePortal, store: &MemStore) -> Decision {
+    run_with(pam, s, Options::default(), portal, store)
 }
 
 const IP: &str = "203.0.113.9";
@@ -486,7 +497,7 @@ fn password_and_question_success() {
     store
         .record_failure(&ipkey(), 9_999, &s.lockout.ip)
         .unwrap();
-    let d = run(&mut pam, &s, Options::default(), &mut portal, &store);
+    let d = run(&mut pam, &s, &mut portal, &store);
     assert_eq!(d.code, Code::PAM_SUCCESS, "{d:?}");
     // QuestionChoice::Random with pick()=0 takes the lowest displayOrder among answered.
     assert_eq!(
@@ -526,13 +537,7 @@ fn wrong_password_unknown_user_wrong_answer_and_ip_refusal_look_the_same() {
         s.access.users.clear();
         let mut pam = FakePam::new(name, IP, &[pw, ans]);
         let mut portal = FakePortal::with(vec![alice()]);
-        let d = run(
-            &mut pam,
-            &s,
-            Options::default(),
-            &mut portal,
-            &MemStore::default(),
-        );
+        let d = run(&mut pam, &s, &mut portal, &MemStore::default());
         assert_eq!(d.reason, reason, "case {i}");
         assert!(d.counted, "case {i}");
         seen.push((
@@ -545,13 +550,7 @@ fn wrong_password_unknown_user_wrong_answer_and_ip_refusal_look_the_same() {
     // Per-user IP refusal: same prompts, no password sent.
     let mut pam = FakePam::new("alice", IP, &[Some("Pw-alice1"), Some("paris")]);
     let mut portal = FakePortal::with(vec![alice()]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut portal,
-        &MemStore::default(),
-    );
+    let d = run(&mut pam, &s, &mut portal, &MemStore::default());
     assert_eq!(d.reason, Reason::IpNotAllowed);
     // One call, for timing parity, under another name and without the password.
     assert_eq!(portal.logins(), 1);
@@ -579,13 +578,7 @@ fn global_deny_refuses_before_any_prompt() {
     let s = settings("[access]\ndeny = [\"203.0.113.0/24\"]\n", "sshd");
     let mut pam = FakePam::new("alice", IP, &[]);
     let mut portal = FakePortal::with(vec![alice()]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut portal,
-        &MemStore::default(),
-    );
+    let d = run(&mut pam, &s, &mut portal, &MemStore::default());
     assert_eq!(
         (d.code, d.message.as_deref()),
         (Code::PAM_PERM_DENIED, Some(MSG_UNAUTHORIZED_IP))
@@ -605,7 +598,7 @@ fn lock_after_threshold_then_refused_without_prompt_or_call() {
     for _ in 0..3 {
         let mut pam = FakePam::new("alice", IP, &[Some("bad"), Some("x")]);
         let mut portal = FakePortal::with(vec![alice()]);
-        last = Some(run(&mut pam, &s, Options::default(), &mut portal, &store));
+        last = Some(run(&mut pam, &s, &mut portal, &store));
     }
     let d = last.unwrap();
     assert_eq!(
@@ -619,7 +612,7 @@ fn lock_after_threshold_then_refused_without_prompt_or_call() {
     );
     let mut pam = FakePam::new("alice", IP, &[Some("Pw-alice1"), Some("paris")]);
     let mut portal = FakePortal::with(vec![alice()]);
-    let d = run(&mut pam, &s, Options::default(), &mut portal, &store);
+    let d = run(&mut pam, &s, &mut portal, &store);
     assert_eq!((d.code, d.reason), (Code::PAM_MAXTRIES, Reason::UserLocked));
     assert!(pam.seen.is_empty() && portal.calls.is_empty());
 }
@@ -630,22 +623,10 @@ fn address_counter_is_shared_across_usernames() {
     let store = MemStore::default();
     for name in ["u1", "u2", "u3"] {
         let mut pam = FakePam::new(name, IP, &[Some("bad"), Some("x")]);
-        run(
-            &mut pam,
-            &s,
-            Options::default(),
-            &mut FakePortal::default(),
-            &store,
-        );
+        run(&mut pam, &s, &mut FakePortal::default(), &store);
     }
     let mut pam = FakePam::new("u4", IP, &[Some("bad")]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut FakePortal::default(),
-        &store,
-    );
+    let d = run(&mut pam, &s, &mut FakePortal::default(), &store);
     assert_eq!((d.code, d.reason), (Code::PAM_MAXTRIES, Reason::IpLocked));
 }
 
@@ -655,13 +636,7 @@ fn null_answer_is_a_conversation_error_not_counted() {
     let store = MemStore::default();
     for answers in [vec![None], vec![Some("Pw-alice1"), None]] {
         let mut pam = FakePam::new("alice", IP, &answers);
-        let d = run(
-            &mut pam,
-            &s,
-            Options::default(),
-            &mut FakePortal::with(vec![alice()]),
-            &store,
-        );
+        let d = run(&mut pam, &s, &mut FakePortal::with(vec![alice()]), &store);
         assert_eq!(d.code, Code::PAM_CONV_ERR);
         assert!(!d.counted);
     }
@@ -676,7 +651,7 @@ fn empty_and_overlong_passwords_fail_without_a_call() {
         let store = MemStore::default();
         let mut pam = FakePam::new("alice", IP, &[Some(pw)]);
         let mut portal = FakePortal::with(vec![alice()]);
-        let d = run(&mut pam, &s, Options::default(), &mut portal, &store);
+        let d = run(&mut pam, &s, &mut portal, &store);
         assert_eq!(d.code, Code::PAM_AUTH_ERR);
         assert!(d.counted && portal.calls.is_empty());
         assert_eq!(store.failures(&ukey("alice")), 1);
@@ -697,7 +672,7 @@ fn first_pass_options() {
     // use_first_pass without a token: refused, no prompt, no call.
     let mut pam = FakePam::new("alice", IP, &[]);
     let mut portal = FakePortal::with(vec![alice()]);
-    let d = run(&mut pam, &s, use_first, &mut portal, &MemStore::default());
+    let d = run_with(&mut pam, &s, use_first, &mut portal, &MemStore::default());
     assert_eq!(
         (d.code, d.reason),
         (Code::PAM_AUTH_ERR, Reason::NoFirstPass)
@@ -707,7 +682,7 @@ fn first_pass_options() {
     for opts in [use_first, try_first] {
         let mut pam = FakePam::new("alice", IP, &[Some("paris")]);
         pam.authtok = Some(Secret::from("Pw-alice1"));
-        let d = run(
+        let d = run_with(
             &mut pam,
             &s,
             opts,
@@ -720,7 +695,7 @@ fn first_pass_options() {
     }
     // try_first_pass without a token prompts.
     let mut pam = FakePam::new("alice", IP, &[Some("Pw-alice1"), Some("paris")]);
-    let d = run(
+    let d = run_with(
         &mut pam,
         &s,
         try_first,
@@ -744,7 +719,7 @@ fn outage_is_not_counted_and_follows_on_unavailable() {
             down: true,
             ..FakePortal::with(vec![alice()])
         };
-        let d = run(&mut pam, &s, Options::default(), &mut portal, &store);
+        let d = run(&mut pam, &s, &mut portal, &store);
         assert_eq!((d.code, d.message.as_deref()), (code, msg));
         assert!(store.keys().unwrap().is_empty());
     }
@@ -773,13 +748,7 @@ fn account_states() {
         };
         let store = MemStore::default();
         let mut pam = FakePam::new("bob", IP, &[Some("Pw-bob-12"), Some("rex")]);
-        let d = run(
-            &mut pam,
-            &s,
-            Options::default(),
-            &mut FakePortal::with(vec![u]),
-            &store,
-        );
+        let d = run(&mut pam, &s, &mut FakePortal::with(vec![u]), &store);
         assert_eq!((d.code, d.reason), (code, reason), "{status} on {service}");
         assert!(!d.counted, "a refused state is not counted");
     }
@@ -788,7 +757,7 @@ fn account_states() {
 #[test]
 fn no_second_factor_gets_a_decoy_and_is_refused_uncounted() {
     let s = settings("", "sshd");
-    let u = FakeUser {
+    let dave = || FakeUser {
         user: user("dave", "ACTIVE", &[]),
         password: "Pw-dave-12",
         answers: vec![],
@@ -796,14 +765,8 @@ fn no_second_factor_gets_a_decoy_and_is_refused_uncounted() {
         second_code: None,
     };
     let mut pam = FakePam::new("dave", IP, &[Some("Pw-dave-12"), Some("whatever")]);
-    let mut portal = FakePortal::with(vec![u]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut portal,
-        &MemStore::default(),
-    );
+    let mut portal = FakePortal::with(vec![dave()]);
+    let d = run(&mut pam, &s, &mut portal, &MemStore::default());
     assert_eq!(
         (d.code, d.reason, d.counted),
         (Code::PAM_AUTH_ERR, Reason::NoSecondFactor, false)
@@ -815,19 +778,11 @@ fn no_second_factor_gets_a_decoy_and_is_refused_uncounted() {
     );
     // Password only when not required.
     let s = settings("[auth]\nrequire_second_factor = false\n", "sshd");
-    let u = FakeUser {
-        user: user("dave", "ACTIVE", &[]),
-        password: "Pw-dave-12",
-        answers: vec![],
-        code: None,
-        second_code: None,
-    };
     let mut pam = FakePam::new("dave", IP, &[Some("Pw-dave-12")]);
     let d = run(
         &mut pam,
         &s,
-        Options::default(),
-        &mut FakePortal::with(vec![u]),
+        &mut FakePortal::with(vec![dave()]),
         &MemStore::default(),
     );
     assert_eq!(d.code, Code::PAM_SUCCESS);
@@ -841,13 +796,7 @@ fn portal_lock_and_portal_ip_refusal() {
         ..FakePortal::with(vec![alice()])
     };
     let mut pam = FakePam::new("alice", IP, &[Some("Pw-alice1"), Some("paris")]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut portal,
-        &MemStore::default(),
-    );
+    let d = run(&mut pam, &s, &mut portal, &MemStore::default());
     assert_eq!(
         (d.code, d.message.as_deref()),
         (
@@ -866,13 +815,7 @@ fn store_failure_is_a_system_error() {
         ..Default::default()
     };
     let mut pam = FakePam::new("alice", IP, &[Some("Pw-alice1"), Some("paris")]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut FakePortal::with(vec![alice()]),
-        &store,
-    );
+    let d = run(&mut pam, &s, &mut FakePortal::with(vec![alice()]), &store);
     assert_eq!(d.code, Code::PAM_SYSTEM_ERR);
 }
 
@@ -882,13 +825,7 @@ fn hostile_usernames_never_reach_the_portal() {
     for name in ["a\nb", "", "x\u{7f}"] {
         let mut pam = FakePam::new(name, IP, &[Some("pw"), Some("a")]);
         let mut portal = FakePortal::with(vec![alice()]);
-        let d = run(
-            &mut pam,
-            &s,
-            Options::default(),
-            &mut portal,
-            &MemStore::default(),
-        );
+        let d = run(&mut pam, &s, &mut portal, &MemStore::default());
         assert_eq!(d.code, Code::PAM_AUTH_ERR);
         // No look-up; only the question texts and the timing decoy (another name).
         assert!(
@@ -912,31 +849,13 @@ fn ipv6_addresses_group_by_prefix() {
     let store = MemStore::default();
     for rhost in ["2001:db8:1:2::1", "[2001:db8:1:2:ffff::9]"] {
         let mut pam = FakePam::new("zed", rhost, &[Some("bad"), Some("x")]);
-        run(
-            &mut pam,
-            &s,
-            Options::default(),
-            &mut FakePortal::default(),
-            &store,
-        );
+        run(&mut pam, &s, &mut FakePortal::default(), &store);
     }
     let mut pam = FakePam::new("zed2", "2001:db8:1:2::77", &[]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut FakePortal::default(),
-        &store,
-    );
+    let d = run(&mut pam, &s, &mut FakePortal::default(), &store);
     assert_eq!(d.reason, Reason::IpLocked);
     let mut pam = FakePam::new("zed2", "2001:db8:1:3::77", &[Some("bad"), Some("x")]);
-    let d = run(
-        &mut pam,
-        &s,
-        Options::default(),
-        &mut FakePortal::default(),
-        &store,
-    );
+    let d = run(&mut pam, &s, &mut FakePortal::default(), &store);
     assert_eq!(d.reason, Reason::UserUnknown, "another /64 is not locked");
 }
 
@@ -1190,7 +1109,7 @@ fn code_run(
     let mut pam = FakePam::new(Box::leak(name.into_boxed_str()), IP, answers);
     let mut portal = FakePortal::with(vec![user]);
     let store = MemStore::default();
-    let d = run(&mut pam, &s, Options::default(), &mut portal, &store);
+    let d = run(&mut pam, &s, &mut portal, &store);
     (d, pam, portal, store)
 }
 
@@ -1206,14 +1125,7 @@ fn totp_right_and_wrong() {
         pam.prompts(),
         vec!["Password: ".to_string(), "Verification code: ".into()]
     );
-    assert_eq!(
-        portal
-            .calls
-            .iter()
-            .filter(|c| c.starts_with("external"))
-            .count(),
-        1
-    );
+    assert_eq!(portal.externals(), 1);
     assert_eq!(portal.logins(), 0);
     let (d, _, _, store) = code_run(mk(), &[Some("Pw-bound-1"), Some("000000")]);
     assert_eq!(
@@ -1241,14 +1153,7 @@ fn verisign_out_of_sync_asks_once_more() {
         .seen
         .iter()
         .any(|(k, t)| *k == "info" && t.contains("out of synchronization")));
-    assert_eq!(
-        portal
-            .calls
-            .iter()
-            .filter(|c| c.starts_with("external"))
-            .count(),
-        2
-    );
+    assert_eq!(portal.externals(), 2);
     let (d, _, _, _) = code_run(mk(), &[Some("Pw-bound-1"), Some("111111"), Some("999999")]);
     assert_eq!((d.code, d.reason), (Code::PAM_AUTH_ERR, Reason::BadCode));
 }

@@ -7,10 +7,20 @@
 #![allow(unsafe_code)]
 
 use libc::{c_char, c_int, c_uint, c_void};
+use pam_bindings::constants::{
+    PamResultCode, PAM_ERROR_MSG as ERROR_MSG, PAM_PROMPT_ECHO_OFF as ECHO_OFF,
+    PAM_PROMPT_ECHO_ON as ECHO_ON, PAM_TEXT_INFO as TEXT_INFO,
+};
+use pam_bindings::items::ItemType;
 use pam_bindings::module::PamHandle;
 use std::ffi::CString;
 
-const PAM_AUTHTOK: c_int = 6;
+const PAM_AUTHTOK: c_int = ItemType::AuthTok as c_int;
+const PAM_RHOST: c_int = ItemType::RHost as c_int;
+const PAM_TTY: c_int = ItemType::Tty as c_int;
+const PAM_SUCCESS: c_int = PamResultCode::PAM_SUCCESS as c_int;
+const PAM_BUF_ERR: c_int = PamResultCode::PAM_BUF_ERR as c_int;
+const PAM_CONV_ERR: c_int = PamResultCode::PAM_CONV_ERR as c_int;
 
 #[link(name = "pam")]
 unsafe extern "C" {
@@ -22,7 +32,7 @@ unsafe extern "C" {
 /// Sets `PAM_AUTHTOK` (libpam copies the string). Returns the PAM status code.
 pub fn set_authtok(pamh: &mut PamHandle, token: &[u8]) -> c_int {
     let Ok(c) = CString::new(token) else {
-        return pam_bindings::constants::PamResultCode::PAM_BUF_ERR as c_int;
+        return PAM_BUF_ERR;
     };
     // SAFETY: pamh is the live handle libpam gave this hook; `c` outlives the call and libpam
     // duplicates the string before returning.
@@ -33,10 +43,15 @@ pub fn set_authtok(pamh: &mut PamHandle, token: &[u8]) -> c_int {
     rc
 }
 
+/// A log line as a C string: interior NUL bytes (impossible after escaping) are replaced.
+fn log_line(line: &str) -> CString {
+    CString::new(line.replace('\0', "\\x00")).unwrap_or_default()
+}
+
 /// Writes one line through `pam_syslog`. The text goes through a `%s` format: a `%` in it is
-/// never interpreted. Interior NUL bytes (impossible after escaping) are replaced.
+/// never interpreted.
 pub fn syslog(pamh: &PamHandle, priority: c_int, line: &str) {
-    let c = CString::new(line.replace('\0', "\\x00")).unwrap_or_default();
+    let c = log_line(line);
     // SAFETY: pamh is the live handle; both strings are NUL-terminated and outlive the call.
     unsafe { pam_syslog(pamh, priority, c"%s".as_ptr(), c.as_ptr()) };
 }
@@ -63,7 +78,7 @@ pub fn get_data<T: Clone + 'static>(pamh: &PamHandle, key: &str) -> Option<T> {
 
 /// A line to syslog (AUTHPRIV) from the admin command, which has no PAM handle.
 pub fn syslog_authpriv(priority: c_int, line: &str) {
-    let c = CString::new(line.replace('\0', "\\x00")).unwrap_or_default();
+    let c = log_line(line);
     // SAFETY: both strings are NUL-terminated and outlive the call; openlog keeps the ident
     // pointer, so it is a static string.
     unsafe {
@@ -75,12 +90,6 @@ pub fn syslog_authpriv(priority: c_int, line: &str) {
 // ---------------------------------------------------------------------------------------------
 // The libpam *client* side, for `pam-portal test-login`: one PAM transaction run the way a host
 // runs it (pam_start, pam_authenticate, pam_acct_mgmt, pam_end) with a terminal conversation.
-
-const PAM_RHOST: c_int = 4;
-const PAM_TTY: c_int = 3;
-const PAM_CONV_ERR: c_int = 19;
-const PAM_BUF_ERR: c_int = 5;
-const PAM_SUCCESS: c_int = 0;
 
 #[repr(C)]
 struct PamMessage {
@@ -180,10 +189,6 @@ unsafe extern "C" fn client_conversation(
     resp: *mut *mut PamResponse,
     appdata_ptr: *mut c_void,
 ) -> c_int {
-    const ECHO_OFF: c_int = 1;
-    const ECHO_ON: c_int = 2;
-    const ERROR_MSG: c_int = 3;
-    const TEXT_INFO: c_int = 4;
     if num_msg <= 0 || num_msg > 64 || msg.is_null() || resp.is_null() || appdata_ptr.is_null() {
         return PAM_CONV_ERR;
     }
