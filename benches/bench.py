@@ -43,6 +43,8 @@ SECURITY = "/lib/x86_64-linux-gnu/security"
 PW, ANSWER = "Bench-Pass1!", "Rex"
 API_USER, API_KEY = "SL300003", "bench-key-5e1d"
 RHOST = "198.51.100.50"
+# [lockout] limits high enough that concurrent bursts of failures only count, never lock.
+CONC_LIMITS = "user = { max_failures = 10000 }\nip = { max_failures = 10000 }\n"
 
 FIXTURE = f"""
 [account]
@@ -65,6 +67,29 @@ answers = [{{ question_id = 101, answer = "{ANSWER}" }}]
 
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def pamtester(svc, user, op="authenticate"):
+    return ["pamtester", "-I", f"rhost={RHOST}", svc, user, op]
+
+
+def pam_portal(cfg, *args):
+    return [os.path.join(REL, "pam-portal"), "--config", cfg, *args]
+
+
+def user_failures(cfg, user):
+    """The module's failure count for `user` (pam-portal status; exit 1 = something is locked)."""
+    status = subprocess.run(pam_portal(cfg, "status", "--user", user, "--json"), capture_output=True, text=True).stdout
+    return next(r["failures"] for r in json.loads(status) if r["kind"] == "user")
+
+
+def burst(cmd, stdin, procs, total):
+    """`total` runs of `cmd` by `procs` at a time: (runs per second, their exit codes)."""
+    t = time.perf_counter()
+    with cf.ThreadPoolExecutor(procs) as ex:
+        rcs = list(ex.map(lambda _: subprocess.run(cmd, input=stdin, capture_output=True, text=True).returncode,
+                          range(total)))
+    return total / (time.perf_counter() - t), rcs
 
 
 class Bench:
@@ -103,9 +128,10 @@ class Bench:
         self.services.append(svc)
         return svc
 
-    def module_config(self, name, extra=""):
-        lock = os.path.join(self.tmp, f"lock-{name}")
-        cfg = os.path.join(self.tmp, f"{name}.toml")
+    def module_service(self, name, extra=""):
+        """A module configuration (`extra`: more [lockout] keys) and a service running the
+        module alone with it: (config path, service name)."""
+        cfg, lock = os.path.join(self.tmp, f"{name}.toml"), os.path.join(self.tmp, f"lock-{name}")
         with open(cfg, "w") as f:
             f.write(f"""[portal]
 url = "{self.url}"
@@ -118,7 +144,22 @@ fail_delay_ms = 0
 dir = "{lock}"
 {extra}""")
         os.chmod(cfg, 0o600)
-        return cfg, lock
+        return cfg, self.service(name, f"auth required {MODULE} config={cfg}\n")
+
+    def faillock_service(self, name, opts, authsucc=False):
+        """pam_faillock.so around pam_deny.so: every attempt fails and is recorded."""
+        text = f"""auth required {SECURITY}/pam_faillock.so preauth silent {opts}
+auth [success=1 default=bad] {SECURITY}/pam_deny.so
+auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
+"""
+        if authsucc:
+            text += f"auth sufficient {SECURITY}/pam_faillock.so authsucc {opts}\n"
+        return self.service(name, text)
+
+    def lock_out(self, svc, user):
+        """Three empty passwords: counted without a portal call (max_failures = 3 locks)."""
+        for _ in range(3):
+            self.once(pamtester(svc, user), "\n")
 
     def cleanup(self):
         for svc in self.services:
@@ -141,15 +182,6 @@ dir = "{lock}"
         p = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
         return time.perf_counter() - t, p.returncode
 
-    def median_ms(self, cmd, stdin="", expect=None):
-        samples = []
-        for _ in range(self.runs):
-            dt, rc = self.once(cmd, stdin)
-            if expect is not None and rc != expect:
-                raise SystemExit(f"{cmd} exited {rc}, expected {expect}")
-            samples.append(dt * 1000)
-        return statistics.median(samples)
-
     def interleaved(self, *cmds, runs=None):
         """Medians of commands measured alternately (same machine state for each)."""
         samples = [[] for _ in cmds]
@@ -163,9 +195,8 @@ dir = "{lock}"
 
     # -- 1. full login vs curl -------------------------------------------------------------
     def full_login(self):
-        cfg, _ = self.module_config("login")
-        svc = self.service("login", f"auth required {MODULE} config={cfg}\n")
-        login = (["pamtester", "-I", f"rhost={RHOST}", svc, "alice", "authenticate"], f"{PW}\n{ANSWER}\n", 0)
+        _, svc = self.module_service("login")
+        login = (pamtester(svc, "alice"), f"{PW}\n{ANSWER}\n", 0)
         self.once(*login[:2])  # warms the question cache, as on any concentrator in use
         filt = json.dumps({"users": {"username": {"operation": "alice"}}})
         body = json.dumps({"parameters": ["alice", PW, 101, ANSWER]})
@@ -178,32 +209,26 @@ dir = "{lock}"
 
     # -- 2. locked refusal vs pam_faillock -------------------------------------------------
     def locked(self):
-        cfg, _ = self.module_config("locked", "user = { max_failures = 3, lock_s = 3600 }\n")
-        svc = self.service("locked", f"auth required {MODULE} config={cfg}\n")
-        for _ in range(3):  # three empty passwords: counted without a portal call
-            self.once(["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "\n")
+        cfg, svc = self.module_service("locked", "user = { max_failures = 3, lock_s = 3600 }\n")
+        self.lock_out(svc, "mallory")
         fdir = os.path.join(self.tmp, "faillock")
         os.makedirs(fdir, exist_ok=True)
         opts = f"deny=3 unlock_time=3600 nodelay dir={fdir}"
-        fsvc = self.service("faillock", f"""auth required {SECURITY}/pam_faillock.so preauth silent {opts}
-auth [success=1 default=bad] {SECURITY}/pam_deny.so
-auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
-auth sufficient {SECURITY}/pam_faillock.so authsucc {opts}
-""")
+        fsvc = self.faillock_service("faillock", opts, authsucc=True)
         for _ in range(3):
-            self.once(["pamtester", "-I", f"rhost={RHOST}", fsvc, "nobody", "authenticate"], "x\n")
-        ours = (["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "", 1)
-        theirs = (["pamtester", "-I", f"rhost={RHOST}", fsvc, "nobody", "authenticate"], "", 1)
+            self.once(pamtester(fsvc, "nobody"), "x\n")
+        ours = (pamtester(svc, "mallory"), "", 1)
+        theirs = (pamtester(fsvc, "nobody"), "", 1)
         # The same process with pam_permit.so alone: what neither module costs.
         psvc = self.service("locked-permit", f"auth required {SECURITY}/pam_permit.so\n")
-        bare = (["pamtester", "-I", f"rhost={RHOST}", psvc, "nobody", "authenticate"], "", 0)
+        bare = (pamtester(psvc, "nobody"), "", 0)
         # Each module loaded but not run: pam_permit.so, then the module, and `setcred` (which
         # only returns): what loading the module into the process costs.
         lsvc = self.service("load", f"auth required {SECURITY}/pam_permit.so\nauth required {MODULE} config={cfg}\n")
         flsvc = self.service("faillock-load", f"auth required {SECURITY}/pam_permit.so\n"
                                               f"auth required {SECURITY}/pam_faillock.so preauth silent {opts}\n")
-        load = (["pamtester", "-I", f"rhost={RHOST}", lsvc, "nobody", "setcred"], "", 0)
-        fload = (["pamtester", "-I", f"rhost={RHOST}", flsvc, "nobody", "setcred"], "", 0)
+        load = (pamtester(lsvc, "nobody", "setcred"), "", 0)
+        fload = (pamtester(flsvc, "nobody", "setcred"), "", 0)
         # A few milliseconds each, with a difference of a few percent: many more runs than the rest.
         runs = max(self.runs, 300)
         m, f, p, ml, fl = self.interleaved(ours, theirs, bare, load, fload, runs=runs)
@@ -214,28 +239,15 @@ auth sufficient {SECURITY}/pam_faillock.so authsucc {opts}
 
     # -- 3. concurrent failure recording vs pam_faillock ----------------------------------
     def concurrent_failures(self, procs=32, total=640, rounds=5):
-        cfg, _ = self.module_config("conc", "user = { max_failures = 10000 }\nip = { max_failures = 10000 }\n")
-        svc = self.service("conc", f"auth required {MODULE} config={cfg}\n")
+        cfg, svc = self.module_service("conc", CONC_LIMITS)
         fdir = os.path.join(self.tmp, "faillock-conc")
         os.makedirs(fdir, exist_ok=True)
-        opts = f"deny=100000 fail_interval=3600 nodelay dir={fdir}"
-        fsvc = self.service("faillock-conc", f"""auth required {SECURITY}/pam_faillock.so preauth silent {opts}
-auth [success=1 default=bad] {SECURITY}/pam_deny.so
-auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
-""")
-
-        def burst(cmd, stdin):
-            t = time.perf_counter()
-            with cf.ThreadPoolExecutor(procs) as ex:
-                list(ex.map(lambda _: subprocess.run(cmd, input=stdin, capture_output=True, text=True), range(total)))
-            return total / (time.perf_counter() - t)
+        fsvc = self.faillock_service("faillock-conc", f"deny=100000 fail_interval=3600 nodelay dir={fdir}")
 
         def ours_counted():
-            status = subprocess.run([os.path.join(REL, "pam-portal"), "--config", cfg, "status", "--user", "carol",
-                                     "--json"], capture_output=True, text=True).stdout  # exit 1 = something is locked
-            n = next(r["failures"] for r in json.loads(status) if r["kind"] == "user")
-            sh([os.path.join(REL, "pam-portal"), "--config", cfg, "reset", "--user", "carol"])
-            sh([os.path.join(REL, "pam-portal"), "--config", cfg, "reset", "--ip", RHOST])
+            n = user_failures(cfg, "carol")
+            sh(pam_portal(cfg, "reset", "--user", "carol"))
+            sh(pam_portal(cfg, "reset", "--ip", RHOST))
             return n
 
         def faillock_counted():  # its tally file keeps at most 1024 records: reset after each burst
@@ -248,9 +260,9 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         # count is checked, and the records are reset between bursts.
         ours_r, theirs_r, counted, fcounted = [], [], 0, 0
         for _ in range(rounds):
-            ours_r.append(burst(["pamtester", "-I", f"rhost={RHOST}", svc, "carol", "authenticate"], "\n"))
+            ours_r.append(burst(pamtester(svc, "carol"), "\n", procs, total)[0])
             counted += ours_counted()
-            theirs_r.append(burst(["pamtester", "-I", f"rhost={RHOST}", fsvc, "nobody", "authenticate"], "x\n"))
+            theirs_r.append(burst(pamtester(fsvc, "nobody"), "x\n", procs, total)[0])
             fcounted += faillock_counted()
         ours, theirs = statistics.median(ours_r), statistics.median(theirs_r)
         pair = statistics.median(t / o for o, t in zip(ours_r, theirs_r))  # each burst beside the next
@@ -261,16 +273,13 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
 
     # -- 4. logins per second --------------------------------------------------------------
     def throughput(self, total=240):
-        cfg, _ = self.module_config("rate")
-        svc = self.service("rate", f"auth required {MODULE} config={cfg}\n")
-        cmd = ["pamtester", "-I", f"rhost={RHOST}", svc, "alice", "authenticate"]
+        _, svc = self.module_service("rate")
+        cmd = pamtester(svc, "alice")
         self.once(cmd, f"{PW}\n{ANSWER}\n")
         out = {}
         for n in (1, 8, 32):
-            t = time.perf_counter()
-            with cf.ThreadPoolExecutor(n) as ex:
-                rcs = list(ex.map(lambda _: subprocess.run(cmd, input=f"{PW}\n{ANSWER}\n", capture_output=True, text=True).returncode, range(total)))
-            out[n] = {"per_s": total / (time.perf_counter() - t), "ok": rcs.count(0), "total": total}
+            rate, rcs = burst(cmd, f"{PW}\n{ANSWER}\n", n, total)
+            out[n] = {"per_s": rate, "ok": rcs.count(0), "total": total}
         return out
 
     # -- 6. Redis backend beside the file backend ----------------------------------------
@@ -298,26 +307,17 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         # A locked username refused: one read of the record (files: a file; redis: one GET).
         cmds = {}
         for name, extra in backend.items():
-            cfg, _ = self.module_config(f"lock-{name}", extra + "user = { max_failures = 3, lock_s = 3600 }\n")
-            svc = self.service(f"lock-{name}", f"auth required {MODULE} config={cfg}\n")
-            for _ in range(3):
-                self.once(["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "\n")
-            cmds[name] = (["pamtester", "-I", f"rhost={RHOST}", svc, "mallory", "authenticate"], "", 1)
+            _, svc = self.module_service(f"lock-{name}", extra + "user = { max_failures = 3, lock_s = 3600 }\n")
+            self.lock_out(svc, "mallory")
+            cmds[name] = (pamtester(svc, "mallory"), "", 1)
         f_ms, r_ms = self.interleaved(cmds["files"], cmds["redis"])
         out["locked"] = {"files_ms": f_ms, "redis_ms": r_ms, "ratio": r_ms / f_ms}
         # Failures recorded by concurrent processes (user + address records each).
         for name, extra in backend.items():
-            cfg, _ = self.module_config(f"conc-{name}", extra + "user = { max_failures = 10000 }\nip = { max_failures = 10000 }\n")
-            svc = self.service(f"conc-{name}", f"auth required {MODULE} config={cfg}\n")
-            cmd = ["pamtester", "-I", f"rhost={RHOST}", svc, "carol", "authenticate"]
-            t = time.perf_counter()
-            with cf.ThreadPoolExecutor(procs) as ex:
-                list(ex.map(lambda _: subprocess.run(cmd, input="\n", capture_output=True, text=True), range(total)))
-            rate = total / (time.perf_counter() - t)
-            status = subprocess.run([os.path.join(REL, "pam-portal"), "--config", cfg, "status", "--user", "carol",
-                                     "--json"], capture_output=True, text=True).stdout
-            counted = next(r["failures"] for r in json.loads(status) if r["kind"] == "user")
-            out[f"conc_{name}"] = {"per_s": rate, "counted": counted, "total": total, "procs": procs}
+            cfg, svc = self.module_service(f"conc-{name}", extra + CONC_LIMITS)
+            rate, _ = burst(pamtester(svc, "carol"), "\n", procs, total)
+            out[f"conc_{name}"] = {"per_s": rate, "counted": user_failures(cfg, "carol"), "total": total,
+                                   "procs": procs}
         return out
 
     # -- 5. size, crates, memory -----------------------------------------------------------
@@ -333,14 +333,13 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
             return {l.split()[0] for l in tree.splitlines() if l.strip()} - {pkg}
 
         module_crates, half_crates = crates_of("pam_portal"), crates_of("pam_portal_http")
-        cfg, _ = self.module_config("rss")
-        svc = self.service("rss", f"auth required {MODULE} config={cfg}\n")
+        _, svc = self.module_service("rss")
         psvc = self.service("permit", f"auth required {SECURITY}/pam_permit.so\n")
 
         def maxrss(service, stdin):
             out = os.path.join(self.tmp, "time.out")
-            subprocess.run(["/usr/bin/time", "-o", out, "-f", "%M", "pamtester", "-I", f"rhost={RHOST}", service,
-                            "alice", "authenticate"], input=stdin, capture_output=True, text=True)
+            subprocess.run(["/usr/bin/time", "-o", out, "-f", "%M", *pamtester(service, "alice")], input=stdin,
+                           capture_output=True, text=True)
             with open(out) as f:
                 return int(f.read().split()[-1])
 
@@ -418,36 +417,29 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark writes PAM service files to /etc/pam.d")
     b = Bench(args.runs)
-    if args.only:
-        try:
-            b.build()
-            b.start_sim()
-            out = b.locked() if args.only == "locked" else b.concurrent_failures()
-        finally:
-            b.cleanup()
-        print(json.dumps(out, indent=1))
-        return
-    if args.only_redis:
-        try:
-            b.build()
-            b.start_sim()
-            if not b.start_redis():
-                raise SystemExit("redis-server is not installed (scripts/deps/redis.txt)")
-            rd = b.redis_vs_files()
-        finally:
-            b.cleanup()
-        print("\n".join(redis_report(rd)))
-        print(json.dumps(rd, indent=1), file=sys.stderr)
-        return
     try:
         b.build()
         b.start_sim()
-        results = {"full": b.full_login(), "locked": b.locked(), "conc": b.concurrent_failures(),
-                   "rate": b.throughput(), "size": b.footprint()}
-        if not args.no_redis and b.start_redis():
-            results["redis"] = b.redis_vs_files()
+        if args.only:
+            out = b.locked() if args.only == "locked" else b.concurrent_failures()
+        elif args.only_redis:
+            if not b.start_redis():
+                raise SystemExit("redis-server is not installed (scripts/deps/redis.txt)")
+            rd = b.redis_vs_files()
+        else:
+            results = {"full": b.full_login(), "locked": b.locked(), "conc": b.concurrent_failures(),
+                       "rate": b.throughput(), "size": b.footprint()}
+            if not args.no_redis and b.start_redis():
+                results["redis"] = b.redis_vs_files()
     finally:
         b.cleanup()
+    if args.only:
+        print(json.dumps(out, indent=1))
+        return
+    if args.only_redis:
+        print("\n".join(redis_report(rd)))
+        print(json.dumps(rd, indent=1), file=sys.stderr)
+        return
     text = report(results, args.runs)
     print(text)
     print(json.dumps(results, indent=1), file=sys.stderr)

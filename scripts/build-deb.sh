@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --bin-dir) bin_dir="$2"; shift 2 ;;
     --compress) compress="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "build-deb.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

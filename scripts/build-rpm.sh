@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --bin-dir) bin_dir=$(cd "$2" && pwd); shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "build-rpm.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

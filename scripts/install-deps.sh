@@ -17,10 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "cargo is required (rustup toolchain)" >&2; exit 1; }
 if command -v rustup >/dev/null; then
-  rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+  for c in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
 fi
-# Extra per-area steps (pip packages, cargo tools): scripts/deps/*.sh, each idempotent.
-for extra in "$here"/deps/*.sh; do
-  [ -e "$extra" ] && bash "$extra"
-done
-exit 0

@@ -335,7 +335,7 @@ pub fn mask_names(mask: &str) -> HashSet<String> {
 
 pub struct Portal {
     pub(crate) fixture: Fixture,
-    pub(crate) rules: HashMap<u64, Vec<IpRule>>,
+    rules: HashMap<u64, Vec<IpRule>>,
     lockouts: Mutex<Lockouts>,
     phone: Mutex<PhoneState>,
 }
@@ -402,6 +402,17 @@ impl ApiError {
         self.code = code;
         self
     }
+}
+
+/// InvalidUserStatus for a user whose status is not `ACTIVE` (not counted).
+pub(crate) fn bad_status(user: &User) -> Option<ApiError> {
+    (user.status != "ACTIVE").then(|| {
+        ApiError::public(format!(
+            "User account is currently {}.",
+            user.status.to_lowercase()
+        ))
+        .with_code(CODE_BAD_STATUS)
+    })
 }
 
 fn answers_match(expected: &str, given: &str) -> bool {
@@ -589,33 +600,48 @@ impl Portal {
         ok(Value::Array(qs))
     }
 
+    /// Steps 1–3 of getPortalLoginToken and performExternalAuthentication alike: a locked
+    /// username or calling address (not counted), an unknown username or wrong password
+    /// (counted), the calling address outside ipAddressRestriction (not counted).
+    pub(crate) fn check_password(
+        &self,
+        locks: &mut Lockouts,
+        username: &str,
+        password: Option<&str>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<&User, ApiError> {
+        if locks.is_locked(username, ip, now) {
+            return Err(ApiError::public(MSG_LOCKED).with_code(CODE_LOCKED));
+        }
+        let user = self.fixture.users.iter().find(|u| u.username == username);
+        let user = match user {
+            Some(u) if password == Some(u.password.as_str()) => u,
+            _ => {
+                locks.record_failure(username, ip, now);
+                return Err(ApiError::public(MSG_LOGIN_FAILED).with_code(CODE_LOGIN_FAILED));
+            }
+        };
+        let rules = self.rules.get(&user.id).map_or(&[][..], Vec::as_slice);
+        if !ipnet::allowed(rules, ip) {
+            return Err(ApiError::public(MSG_BAD_IP));
+        }
+        Ok(user)
+    }
+
     /// getPortalLoginToken, in PROTOCOL 2.3's check order.
     fn login(&self, call: &Call, now: Instant) -> Result<Reply, ApiError> {
         let args = login_args(&parameters(call)?)?;
         let ip = ipnet::normalize(call.peer);
         let mut locks = self.lockouts();
-        // 1. locked (username or calling address): not counted
-        if locks.is_locked(&args.username, ip, now) {
-            return Err(ApiError::public(MSG_LOCKED).with_code(CODE_LOCKED));
-        }
-        // 2. unknown username or wrong password: counted
-        let user = self
-            .fixture
-            .users
-            .iter()
-            .find(|u| u.username == args.username);
-        let user = match user {
-            Some(u) if args.password.as_deref() == Some(u.password.as_str()) => u,
-            _ => {
-                locks.record_failure(&args.username, ip, now);
-                return Err(ApiError::public(MSG_LOGIN_FAILED).with_code(CODE_LOGIN_FAILED));
-            }
-        };
-        // 3. calling address outside ipAddressRestriction: not counted
-        let rules = self.rules.get(&user.id).map_or(&[][..], Vec::as_slice);
-        if !ipnet::allowed(rules, ip) {
-            return Err(ApiError::public(MSG_BAD_IP));
-        }
+        // 1.–3. locked, unknown username or wrong password, IP restriction
+        let user = self.check_password(
+            &mut locks,
+            &args.username,
+            args.password.as_deref(),
+            ip,
+            now,
+        )?;
         // 4. security question: counted
         let binding = user.active_binding();
         let answer_ok = match args.question_id {
@@ -633,12 +659,8 @@ impl Portal {
             return Err(ApiError::public(MSG_BAD_ANSWER).with_code(CODE_BAD_ANSWER));
         }
         // 5. status other than ACTIVE: not counted
-        if user.status != "ACTIVE" {
-            return Err(ApiError::public(format!(
-                "User account is currently {}.",
-                user.status.to_lowercase()
-            ))
-            .with_code(CODE_BAD_STATUS));
+        if let Some(e) = bad_status(user) {
+            return Err(e);
         }
         // 6. an active external binding: the second factor is owed
         if let Some(b) = binding {

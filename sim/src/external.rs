@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::api::{
-    ok, parameters, ApiError, Call, Portal, Reply, Route, CODE_BAD_STATUS, CODE_LOCKED,
-    CODE_LOGIN_FAILED, CODE_PUBLIC, MSG_ACCESS_DENIED, MSG_BAD_IP, MSG_LOCKED, MSG_LOGIN_FAILED,
+    bad_status, ok, parameters, ApiError, Call, Portal, Reply, Route, CODE_LOGIN_FAILED,
+    CODE_PUBLIC, MSG_ACCESS_DENIED, MSG_LOGIN_FAILED,
 };
 use crate::fixture::{Binding, Phone, WrongCodeAnswer};
 use crate::ipnet;
@@ -250,28 +250,14 @@ impl Portal {
         let args = ext_args(&parameters(call)?)?;
         let ip = ipnet::normalize(call.peer);
         let mut locks = self.lockouts();
-        // 1. locked (username or calling address): not counted
-        if locks.is_locked(&args.username, ip, now) {
-            return Err(err(CODE_LOCKED, MSG_LOCKED));
-        }
-        // 2. unknown username or wrong password: counted
-        let user = self
-            .fixture
-            .users
-            .iter()
-            .find(|u| u.username == args.username);
-        let user = match user {
-            Some(u) if args.password.as_deref() == Some(u.password.as_str()) => u,
-            _ => {
-                locks.record_failure(&args.username, ip, now);
-                return Err(err(CODE_LOGIN_FAILED, MSG_LOGIN_FAILED));
-            }
-        };
-        // 3. calling address outside ipAddressRestriction: not counted
-        let rules = self.rules.get(&user.id).map_or(&[][..], Vec::as_slice);
-        if !ipnet::allowed(rules, ip) {
-            return Err(ApiError::public(MSG_BAD_IP));
-        }
+        // 1.–3. locked, unknown username or wrong password, IP restriction
+        let user = self.check_password(
+            &mut locks,
+            &args.username,
+            args.password.as_deref(),
+            ip,
+            now,
+        )?;
         // 4. no active binding of that vendor: not counted
         let Some(binding) = user
             .bindings
@@ -281,11 +267,8 @@ impl Portal {
             return Err(ApiError::public(MSG_LOGIN_FAILED));
         };
         // 5. status other than ACTIVE: not counted
-        if user.status != "ACTIVE" {
-            return Err(err(
-                CODE_BAD_STATUS,
-                &format!("User account is currently {}.", user.status.to_lowercase()),
-            ));
+        if let Some(e) = bad_status(user) {
+            return Err(e);
         }
         // 6. the code(s): a wrong one is counted
         let code_ok = args.code.as_deref() == Some(binding.code.as_str());
@@ -312,7 +295,7 @@ impl Portal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::parse_route;
+    use crate::api::{parse_route, CODE_BAD_STATUS, CODE_LOCKED, MSG_BAD_IP, MSG_LOCKED};
     use crate::fixture::Fixture;
     use std::net::IpAddr;
     use std::time::Duration;

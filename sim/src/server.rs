@@ -274,11 +274,8 @@ impl Sim {
     /// Handle one request on the control listener.
     pub fn control_request(&self, req: &Request) -> Response {
         let path = req.path.trim_end_matches('/');
-        let okj = || Response::json(200, &json!({"ok": true}));
-        let fail =
-            |status: u16, msg: &str| Response::json(status, &json!({"ok": false, "error": msg}));
         match (req.method.as_str(), path) {
-            ("GET", "/health") => okj(),
+            ("GET", "/health") => control_ok(),
             ("POST", "/faults") => {
                 let parsed: Result<FaultRequest, String> =
                     serde_json::from_slice(&req.body).map_err(|e| e.to_string());
@@ -286,14 +283,14 @@ impl Sim {
                     Ok(f) => {
                         crate::log!("control: fault added: {f:?}");
                         lock(&self.faults).add(f);
-                        okj()
+                        control_ok()
                     }
-                    Err(e) => fail(400, &format!("bad fault request: {e}")),
+                    Err(e) => control_fail(400, &format!("bad fault request: {e}")),
                 }
             }
             ("DELETE", "/faults") => {
                 lock(&self.faults).clear();
-                okj()
+                control_ok()
             }
             ("GET", "/faults") => {
                 let q = lock(&self.faults).queue.clone();
@@ -303,7 +300,7 @@ impl Sim {
             ("POST", "/reset") => {
                 self.reset();
                 crate::log!("control: reset");
-                okj()
+                control_ok()
             }
             ("GET", "/lockouts") => {
                 let (users, addrs) = self.portal.lockouts().snapshot(Instant::now());
@@ -326,8 +323,8 @@ impl Sim {
                 _,
                 "/health" | "/faults" | "/calls" | "/reset" | "/lockouts" | "/phone/answer"
                 | "/phone/pending" | "/phone/behaviour",
-            ) => fail(405, "method not allowed"),
-            _ => fail(404, "no such control endpoint"),
+            ) => control_fail(405, "method not allowed"),
+            _ => control_fail(404, "no such control endpoint"),
         }
     }
 }
@@ -356,6 +353,10 @@ struct BehaviourRequest {
     expire_s: Option<u64>,
     #[serde(default)]
     primary_fails: Option<bool>,
+}
+
+fn control_ok() -> Response {
+    Response::json(200, &json!({"ok": true}))
 }
 
 fn control_fail(status: u16, msg: &str) -> Response {
@@ -390,7 +391,7 @@ impl Sim {
                     "control: phone validation of binding {id} answered {:?}",
                     r.result
                 );
-                Response::json(200, &json!({"ok": true}))
+                control_ok()
             }
             None => control_fail(404, "no pending phone validation"),
         }
@@ -414,7 +415,7 @@ impl Sim {
         s.primary_fails = r.primary_fails.unwrap_or(s.primary_fails);
         phone.set_settings(r.binding_id, s);
         crate::log!("control: phone binding {} now {s:?}", r.binding_id);
-        Response::json(200, &json!({"ok": true}))
+        control_ok()
     }
 }
 

@@ -228,16 +228,8 @@ fn get(agent: &ureq::Agent, url: &str, auth: Option<&str>) -> Result<(u16, Value
 }
 
 fn login(agent: &ureq::Agent, base: &str, params: Value) -> (u16, Value) {
-    let mut resp = agent
-        .post(format!(
-            "{base}/SoftLayer_User_Customer/getPortalLoginToken.json"
-        ))
-        .header("Content-Type", "application/json")
-        .send(json!({ "parameters": params }).to_string())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap())
+    let path = "SoftLayer_User_Customer/getPortalLoginToken.json";
+    post(agent, base, path, params, false)
 }
 
 #[test]
