@@ -147,15 +147,6 @@ pub fn user_allows(
     portal_restriction: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<(), UserIpRefusal> {
-    let restriction: Vec<Cidr> = portal_restriction
-        .map(|r| {
-            r.split([',', ' ', ';'])
-                .filter(|s| !s.trim().is_empty())
-                .filter_map(|s| Cidr::parse(s).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let restricted = portal_restriction.is_some_and(|r| !r.trim().is_empty());
     if let Some(u) = user {
         match ip {
             Some(ip)
@@ -169,14 +160,22 @@ pub fn user_allows(
             None => {}
         }
     }
-    if restricted {
-        match ip {
-            Some(ip) if any_contains(&restriction, ip) => {}
-            Some(_) => return Err(UserIpRefusal::Portal),
-            None => return Err(UserIpRefusal::NoAddress),
+    match (portal_restriction.filter(|r| !r.trim().is_empty()), ip) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(UserIpRefusal::NoAddress),
+        // An empty entry (between two separators) does not parse either.
+        (Some(r), Some(ip)) => {
+            let covered = r
+                .split([',', ' ', ';'])
+                .filter_map(|s| Cidr::parse(s).ok())
+                .any(|c| c.contains(ip));
+            if covered {
+                Ok(())
+            } else {
+                Err(UserIpRefusal::Portal)
+            }
         }
     }
-    Ok(())
 }
 
 /// The lockout key of an address: IPv4 as is, IPv6 grouped by its prefix.

@@ -608,15 +608,6 @@ fn examples_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(candidates[0]))
 }
 
-/// `[portal] api_key_file` as written in the file (the parsed configuration keeps only the key).
-fn key_file_of(text: &str) -> Option<PathBuf> {
-    let t: toml::Table = toml::from_str(text).ok()?;
-    t.get("portal")?
-        .get("api_key_file")?
-        .as_str()
-        .map(PathBuf::from)
-}
-
 fn check(p: &Parsed) -> Result<i32, Failure> {
     let path = p.config_path();
     let shown = path.display().to_string();
@@ -655,15 +646,14 @@ fn check(p: &Parsed) -> Result<i32, Failure> {
             meta.uid()
         ));
     }
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
 
     // 2. The service account.
     let portal = &config.portal;
     match (&portal.api_user, &portal.api_key) {
         (Some(u), Some(_)) => {
-            let from = match key_file_of(&text) {
+            let from = match &portal.api_key_file {
                 Some(f) => {
-                    let mode = std::fs::metadata(&f)
+                    let mode = std::fs::metadata(f)
                         .map(|m| format!(" ({})", owner_mode(&m)))
                         .unwrap_or_default();
                     format!("from {}{mode}", f.display())

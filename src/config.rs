@@ -302,6 +302,8 @@ pub struct PortalSettings {
     pub url: String,
     pub api_user: Option<String>,
     pub api_key: Option<Secret>,
+    /// `api_key_file` as written, when the key comes from one (for `pam-portal check`).
+    pub api_key_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -553,11 +555,7 @@ impl Config {
     /// Reads, checks the permissions of, and validates the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
-        check_owner_and_mode(path, &meta, false)?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        let (meta, text) = read_checked(path, false, "cannot read: ")?;
         let cfg = Self::parse(&text, path)?;
         if cfg.inline_key && meta.mode() & 0o044 != 0 {
             return Err(ConfigError(format!(
@@ -638,6 +636,7 @@ impl Config {
             url: p.url.0,
             api_user: p.api_user,
             api_key,
+            api_key_file: p.api_key_file,
             ca_file: p.ca_file,
             connect_timeout: Duration::from_millis(p.connect_timeout_ms.unwrap_or(3000)),
             request_timeout: Duration::from_millis(p.request_timeout_ms.unwrap_or(5000)),
@@ -671,12 +670,11 @@ impl Config {
                 ))
             }
             (Backend::Files, None) => {
-                for k in ["key_prefix", "redis_timeout_ms", "redis_ca_file"] {
-                    let set = match k {
-                        "key_prefix" => l.key_prefix.is_some(),
-                        "redis_timeout_ms" => l.redis_timeout_ms.is_some(),
-                        _ => l.redis_ca_file.is_some(),
-                    };
+                for (k, set) in [
+                    ("key_prefix", l.key_prefix.is_some()),
+                    ("redis_timeout_ms", l.redis_timeout_ms.is_some()),
+                    ("redis_ca_file", l.redis_ca_file.is_some()),
+                ] {
                     if set {
                         return Err(key_err(k, "only with backend = \"redis\"".into()));
                     }
@@ -947,10 +945,25 @@ fn check_owner_and_mode(
     Ok(())
 }
 
+/// Opens `path` once: checks the owner and mode of the file opened (`check_owner_and_mode`),
+/// then reads it. I/O errors read `<path>: <what><error>`.
+fn read_checked(
+    path: &Path,
+    secret: bool,
+    what: &str,
+) -> Result<(std::fs::Metadata, String), ConfigError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| ConfigError(format!("{}: {what}{e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    check_owner_and_mode(path, &meta, secret)?;
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(io)?;
+    Ok((meta, text))
+}
+
 fn read_key_file(path: &Path) -> Result<Secret, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    check_owner_and_mode(path, &meta, true).map_err(|e| e.0)?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, text) = read_checked(path, true, "").map_err(|e| e.0)?;
     let key = text.trim();
     if key.is_empty() {
         return Err(format!("{} is empty", path.display()));

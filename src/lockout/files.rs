@@ -12,6 +12,7 @@
 use super::{hex, unhex, Key, Record, Store, StoreError, Tally, MAX_FAILURES_KEPT};
 use crate::config::Policy;
 use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -375,15 +376,15 @@ pub fn key_of_file_name(name: &str) -> Option<Key> {
     }
 }
 
+/// The record's second line, naming its key.
+fn key_line(key: &Key) -> String {
+    format!("key {} {}", key.kind(), hex(key.value_bytes()))
+}
+
 pub fn serialize(r: &Record, key: &Key) -> String {
-    let mut s = format!(
-        "{MAGIC}\nkey {} {}\nuntil {}\n",
-        key.kind(),
-        hex(key.value_bytes()),
-        r.locked_until
-    );
+    let mut s = format!("{MAGIC}\n{}\nuntil {}\n", key_line(key), r.locked_until);
     for t in &r.failures {
-        s.push_str(&format!("f {t}\n"));
+        let _ = writeln!(s, "f {t}");
     }
     s
 }
@@ -393,11 +394,8 @@ pub fn parse(text: &str, key: &Key) -> Result<Record, String> {
     // unfinished last line is not there yet, and a header still being written is a new record.
     let cut = text.rfind('\n').map_or(0, |i| i + 1);
     let (done, _unfinished) = text.split_at(cut);
-    let header = format!(
-        "{MAGIC}\nkey {} {}\nuntil ",
-        key.kind(),
-        hex(key.value_bytes())
-    );
+    let expected_key = key_line(key);
+    let header = format!("{MAGIC}\n{expected_key}\nuntil ");
     if !done.contains("\nuntil ") && (header.starts_with(text) || text.starts_with(&header)) {
         return Ok(Record::default());
     }
@@ -406,7 +404,6 @@ pub fn parse(text: &str, key: &Key) -> Result<Record, String> {
     if lines.next() != Some(MAGIC) {
         return Err("bad header".into());
     }
-    let expected_key = format!("key {} {}", key.kind(), hex(key.value_bytes()));
     if lines.next() != Some(expected_key.as_str()) {
         return Err("wrong or missing key line".into());
     }
