@@ -18,13 +18,10 @@ pub fn account<A: PortalApi>(
     portal: &mut A,
     store: &dyn Store,
     now: u64,
-) -> (Decision, Option<PortalUser>) {
+) -> Decision {
     let addr = access::parse_rhost(rhost);
     if !access::global_allows(&s.access, addr) {
-        return (
-            Decision::account(Code::PAM_PERM_DENIED, Reason::IpDenied),
-            None,
-        );
+        return Decision::account(Code::PAM_PERM_DENIED, Reason::IpDenied);
     }
     let l = &s.lockout;
     let keys = Keys::new(user, addr, l);
@@ -37,35 +34,20 @@ pub fn account<A: PortalApi>(
             (Some(&keys.phone), &l.phone, Reason::PhoneLocked),
         ],
     ) {
-        return (d, None);
+        return d;
     }
     let Some(name) = api_username(user) else {
-        return (
-            Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown),
-            None,
-        );
+        return Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown);
     };
     let found = match known.filter(|u| u.username == name) {
         Some(u) => u,
         None => match portal.find_user(&name) {
             Ok(Some(u)) => u,
-            Ok(None) => {
-                return (
-                    Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown),
-                    None,
-                )
-            }
-            Err(Unavailable(why)) => {
-                return (Decision::unavailable(s.portal.on_unavailable, why), None)
-            }
+            Ok(None) => return Decision::account(Code::PAM_USER_UNKNOWN, Reason::UserUnknown),
+            Err(Unavailable(why)) => return Decision::unavailable(s.portal.on_unavailable, why),
         },
     };
-    let refuse = |code, reason, detail: String| {
-        (
-            Decision::account(code, reason).detail(detail),
-            Some(found.clone()),
-        )
-    };
+    let refuse = |code, reason, detail: String| Decision::account(code, reason).detail(detail);
     if !state_admitted(&found.status, s.auth.is_vpn) {
         let code = if found.status == "VPN_ONLY" {
             Code::PAM_PERM_DENIED
@@ -97,8 +79,5 @@ pub fn account<A: PortalApi>(
             "the address is outside the user's IP policy".into(),
         );
     }
-    (
-        Decision::account(Code::PAM_SUCCESS, Reason::Ok),
-        Some(found),
-    )
+    Decision::account(Code::PAM_SUCCESS, Reason::Ok)
 }

@@ -964,11 +964,13 @@ fn read_checked(
 
 fn read_key_file(path: &Path) -> Result<Secret, String> {
     let (_, text) = read_checked(path, true, "").map_err(|e| e.0)?;
-    let key = text.trim();
-    if key.is_empty() {
+    let key = Secret::new(text.trim().to_string());
+    let mut raw = text.into_bytes();
+    crate::secret::wipe(&mut raw); // the file's text, with the key in it
+    if key.expose().is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
-    Ok(Secret::new(key.to_string()))
+    Ok(key)
 }
 
 #[cfg(test)]

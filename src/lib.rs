@@ -171,7 +171,7 @@ impl PamHooks for PamPortal {
                     .filter(|(name, _)| *name == u.0)
                     .map(|(_, found)| found);
                 let mut portal = HttpPortal::new(&settings.portal);
-                let (d, _) = account::account(
+                let d = account::account(
                     u,
                     rhost.as_deref(),
                     &settings,
