@@ -29,6 +29,41 @@ fn alice_ok(env: &Env) -> Outcome {
         .run()
 }
 
+/// alice with a wrong password (and her right answer).
+fn alice_wrong(env: &Env) -> Outcome {
+    env.login()
+        .rhost(CLIENT)
+        .answers(&["Wrong-Pass1!", ALICE_ANSWER])
+        .run()
+}
+
+/// `user` from [`CLIENT`], answering the prompts with `answers`.
+fn login_as(env: &Env, user: &str, answers: &[&str]) -> Outcome {
+    env.login().user(user).rhost(CLIENT).answers(answers).run()
+}
+
+/// authenticate, then acct_mgmt in the same transaction, both PAM_SUCCESS.
+fn expect_auth_and_acct_ok(o: &Outcome) {
+    assert_eq!(
+        (o.auth, o.acct),
+        (Some(PAM_SUCCESS), Some(PAM_SUCCESS)),
+        "{}",
+        o.describe()
+    );
+}
+
+/// Two failures lock a username or an address for 10 minutes.
+const LOCK_AFTER_2: &str = "[lockout]\nuser = { max_failures = 2, window_s = 600, lock_s = 600 }\nip = { max_failures = 2, window_s = 600, lock_s = 600 }\n";
+
+/// A portal-sim, and an environment whose portal URL is a closed port; `portal_extra` goes into
+/// `[portal]` too.
+fn portal_down(portal_extra: &str) -> (Sim, Env) {
+    standard(&format!(
+        "[portal]\nurl = \"{}\"\n{portal_extra}",
+        closed_port_url()
+    ))
+}
+
 /// The usual two prompts: password then the question, both echo off.
 fn expect_two_prompts(o: &Outcome) {
     assert_eq!(
@@ -134,12 +169,7 @@ prompts = { question = "Answer: ", info = false }
 #[test]
 fn success_no_second_factor_enrolled_without_requirement_is_password_only() {
     let (_sim, env) = standard("[auth]\nrequire_second_factor = false\n");
-    let o = env
-        .login()
-        .user("carol")
-        .rhost(CLIENT)
-        .answer(CAROL_PW)
-        .run();
+    let o = login_as(&env, "carol", &[CAROL_PW]);
     expect(&o, PAM_SUCCESS, &[]);
     assert_eq!(
         o.prompt_list(),
@@ -154,20 +184,11 @@ fn success_second_factor_none_is_password_only() {
     // `none`: password only; alice's portal account still requires her question
     // (secondaryLoginRequiredFlag), so the portal refuses a login without the answer...
     let (_sim, env) = standard("[auth]\nsecond_factor = \"none\"\n");
-    let o = env
-        .login()
-        .user("carol")
-        .rhost(CLIENT)
-        .answer(CAROL_PW)
-        .run();
+    let o = login_as(&env, "carol", &[CAROL_PW]);
     expect(&o, PAM_SUCCESS, &[]);
     assert_eq!(o.prompts().len(), 1, "{}", o.describe());
     // ...and that is a refusal, never a success.
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[ALICE_PW, ALICE_ANSWER])
-        .run();
+    let o = alice_ok(&env);
     assert_ne!(o.auth, Some(PAM_SUCCESS), "{}", o.describe());
 }
 
@@ -176,11 +197,7 @@ fn success_second_factor_none_is_password_only() {
 #[test]
 fn auth_err_wrong_password() {
     let (_sim, env) = standard("");
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-        .run();
+    let o = alice_wrong(&env);
     expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
     expect_two_prompts(&o);
 }
@@ -200,12 +217,7 @@ fn auth_err_wrong_answer() {
 #[test]
 fn auth_err_unknown_user() {
     let (_sim, env) = standard("");
-    let o = env
-        .login()
-        .user("nosuchuser")
-        .rhost(CLIENT)
-        .answers(&["Some-Pass1!", "Fluffy"])
-        .run();
+    let o = login_as(&env, "nosuchuser", &["Some-Pass1!", "Fluffy"]);
     expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
     assert_eq!(o.prompts().len(), 2, "{}", o.describe());
     assert_eq!(o.prompts()[0].text, prompt::PASSWORD);
@@ -237,12 +249,7 @@ fn auth_err_per_user_ip_refusal_from_config() {
 fn auth_err_per_user_ip_refusal_from_portal_restriction() {
     // frank's portal ipAddressRestriction is 10.0.0.0/8; honor_ip_restriction defaults to true.
     let (sim, env) = standard("");
-    let o = env
-        .login()
-        .user("frank")
-        .rhost(CLIENT)
-        .answers(&[FRANK_PW, FRANK_ANSWER])
-        .run();
+    let o = login_as(&env, "frank", &[FRANK_PW, FRANK_ANSWER]);
     expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
     assert_eq!(
         sim.login_calls("frank"),
@@ -265,24 +272,14 @@ fn auth_err_per_user_deny_list() {
 #[test]
 fn auth_err_refused_account_state_disabled() {
     let (_sim, env) = standard("");
-    let o = env
-        .login()
-        .user("dave")
-        .rhost(CLIENT)
-        .answers(&[DAVE_PW, DAVE_ANSWER])
-        .run();
+    let o = login_as(&env, "dave", &[DAVE_PW, DAVE_ANSWER]);
     expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
 }
 
 #[test]
 fn auth_err_refused_account_state_vpn_only_on_non_vpn_service() {
     let (_sim, env) = standard("");
-    let o = env
-        .login()
-        .user("erin")
-        .rhost(CLIENT)
-        .answers(&[ERIN_PW, ERIN_ANSWER])
-        .run();
+    let o = login_as(&env, "erin", &[ERIN_PW, ERIN_ANSWER]);
     expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
 }
 
@@ -299,12 +296,7 @@ fn success_vpn_only_on_vpn_service() {
         .auth()
         .acct()
         .run();
-    assert_eq!(
-        (o.auth, o.acct),
-        (Some(PAM_SUCCESS), Some(PAM_SUCCESS)),
-        "{}",
-        o.describe()
-    );
+    expect_auth_and_acct_ok(&o);
 }
 
 #[test]
@@ -338,16 +330,9 @@ fn auth_err_vpn_only_wrong_password_on_vpn_service() {
 
 #[test]
 fn auth_err_refused_account_state_is_not_counted() {
-    let (_sim, env) = standard(
-        "[lockout]\nuser = { max_failures = 2, window_s = 600, lock_s = 600 }\nip = { max_failures = 2, window_s = 600, lock_s = 600 }\n",
-    );
+    let (_sim, env) = standard(LOCK_AFTER_2);
     for _ in 0..3 {
-        let o = env
-            .login()
-            .user("dave")
-            .rhost(CLIENT)
-            .answers(&[DAVE_PW, DAVE_ANSWER])
-            .run();
+        let o = login_as(&env, "dave", &[DAVE_PW, DAVE_ANSWER]);
         expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
     }
     expect(&alice_ok(&env), PAM_SUCCESS, &[]);
@@ -357,9 +342,7 @@ fn auth_err_refused_account_state_is_not_counted() {
 
 #[test]
 fn auth_err_no_second_factor_enrolled_with_require_second_factor() {
-    let (_sim, env) = standard(
-        "[lockout]\nuser = { max_failures = 2, window_s = 600, lock_s = 600 }\nip = { max_failures = 2, window_s = 600, lock_s = 600 }\n",
-    );
+    let (_sim, env) = standard(LOCK_AFTER_2);
     // require_second_factor defaults to true; carol has no factor enrolled. Not counted.
     for _ in 0..3 {
         let o = env
@@ -460,19 +443,9 @@ fn maxtries_lock_triggered_by_this_failure_and_refused_while_locked() {
         "[lockout]\nuser = { max_failures = 3, window_s = 60, lock_s = 2 }\nip = { max_failures = 100 }\n",
     );
     for _ in 0..2 {
-        let o = env
-            .login()
-            .rhost(CLIENT)
-            .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-            .run();
-        expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
+        expect(&alice_wrong(&env), PAM_AUTH_ERR, &[msg::INVALID]);
     }
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-        .run();
-    expect(&o, PAM_MAXTRIES, &[&msg::locked(1)]);
+    expect(&alice_wrong(&env), PAM_MAXTRIES, &[&msg::locked(1)]);
     let calls = sim.login_calls("alice");
     let o = alice_ok(&env);
     expect(&o, PAM_MAXTRIES, &[&msg::locked(1)]);
@@ -483,14 +456,8 @@ fn maxtries_lock_triggered_by_this_failure_and_refused_while_locked() {
 #[test]
 fn maxtries_default_lock_reads_30_minutes() {
     let (_sim, env) = standard("[lockout]\nuser = { max_failures = 2 }\n");
-    let wrong = || {
-        env.login()
-            .rhost(CLIENT)
-            .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-            .run()
-    };
-    expect(&wrong(), PAM_AUTH_ERR, &[msg::INVALID]);
-    expect(&wrong(), PAM_MAXTRIES, &[&msg::locked(30)]);
+    expect(&alice_wrong(&env), PAM_AUTH_ERR, &[msg::INVALID]);
+    expect(&alice_wrong(&env), PAM_MAXTRIES, &[&msg::locked(30)]);
     let o = alice_ok(&env);
     expect(&o, PAM_MAXTRIES, &[&msg::locked(30)]);
 }
@@ -505,12 +472,7 @@ fn maxtries_portal_account_locked() {
         "[lockout]\nuser = { max_failures = 100 }\nip = { max_failures = 100 }\n",
     );
     for _ in 0..2 {
-        let o = env
-            .login()
-            .rhost(CLIENT)
-            .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-            .run();
-        expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
+        expect(&alice_wrong(&env), PAM_AUTH_ERR, &[msg::INVALID]);
     }
     let o = alice_ok(&env);
     assert_eq!(o.auth, Some(PAM_MAXTRIES), "{}", o.describe());
@@ -530,16 +492,11 @@ fn auth_err_portal_unauthorized_ip_address() {
     // frank's portal restriction (10.0.0.0/8) excludes the sim's caller 127.0.0.1; with
     // honor_ip_restriction = false the module sends the password and the portal refuses.
     // Not counted.
-    let (sim, env) = standard(
-        "[portal]\nhonor_ip_restriction = false\n[lockout]\nuser = { max_failures = 2, window_s = 600, lock_s = 600 }\nip = { max_failures = 2, window_s = 600, lock_s = 600 }\n",
-    );
+    let (sim, env) = standard(&format!(
+        "[portal]\nhonor_ip_restriction = false\n{LOCK_AFTER_2}"
+    ));
     for _ in 0..3 {
-        let o = env
-            .login()
-            .user("frank")
-            .rhost(CLIENT)
-            .answers(&[FRANK_PW, FRANK_ANSWER])
-            .run();
+        let o = login_as(&env, "frank", &[FRANK_PW, FRANK_ANSWER]);
         expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
     }
     assert!(sim.login_calls("frank") >= 1, "{:?}", sim.calls());
@@ -550,11 +507,7 @@ fn auth_err_portal_unauthorized_ip_address() {
 
 #[test]
 fn authinfo_unavail_portal_unreachable() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!("[portal]\nurl = \"{}\"\n", closed_port_url()),
-    );
+    let (_sim, env) = portal_down("");
     let o = alice_ok(&env);
     expect(&o, PAM_AUTHINFO_UNAVAIL, &[msg::UNAVAILABLE]);
 }
@@ -570,23 +523,18 @@ fn authinfo_unavail_portal_stopped_mid_life() {
 #[test]
 fn authinfo_unavail_tls_failure_untrusted_certificate() {
     // Trust the CA of another sim: the certificate presented is not trusted.
-    let sim = Sim::start(&fixtures::standard());
     let other = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!(
-            "[portal]\nca_file = \"{}\"\n",
-            other.ca_file.as_ref().unwrap().display()
-        ),
-    );
+    let (_sim, env) = standard(&format!(
+        "[portal]\nca_file = \"{}\"\n",
+        other.ca_file.as_ref().unwrap().display()
+    ));
     expect(&alice_ok(&env), PAM_AUTHINFO_UNAVAIL, &[msg::UNAVAILABLE]);
 }
 
 #[test]
 fn authinfo_unavail_tls_failure_without_ca_file() {
     // The sim's own CA is in no system store.
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(&sim, "");
+    let (_sim, env) = standard("");
     env.remove_config_key("portal", "ca_file");
     expect(&alice_ok(&env), PAM_AUTHINFO_UNAVAIL, &[msg::UNAVAILABLE]);
 }
@@ -644,14 +592,7 @@ fn ignore_stack(env: &Env, service: &str, fallback: &str) {
 
 #[test]
 fn ignore_on_unavailable_lets_the_rest_of_the_stack_decide() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!(
-            "[portal]\nurl = \"{}\"\non_unavailable = \"ignore\"\n",
-            closed_port_url()
-        ),
-    );
+    let (_sim, env) = portal_down("on_unavailable = \"ignore\"\n");
     ignore_stack(&env, "permit", "pam_permit.so");
     ignore_stack(&env, "deny", "pam_deny.so");
     let o = env
@@ -695,14 +636,7 @@ fn ignore_on_unavailable_does_not_let_a_wrong_password_through() {
 #[test]
 fn ignore_on_unavailable_plain_required_line_is_a_refusal() {
     // SPEC §5: with a plain `auth required` line libpam turns PAM_IGNORE into a refusal.
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!(
-            "[portal]\nurl = \"{}\"\non_unavailable = \"ignore\"\n",
-            closed_port_url()
-        ),
-    );
+    let (_sim, env) = portal_down("on_unavailable = \"ignore\"\n");
     let o = alice_ok(&env);
     assert_ne!(o.auth, Some(PAM_SUCCESS), "{}", o.describe());
     assert!(o.errors().is_empty(), "{}", o.describe());
@@ -713,11 +647,7 @@ fn ignore_on_unavailable_plain_required_line_is_a_refusal() {
 #[test]
 fn service_err_bad_configuration() {
     let env = Env::with_raw_config("[portal\nurl = 'https://127.0.0.1:1/rest/v3.1'\n");
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[ALICE_PW, ALICE_ANSWER])
-        .run();
+    let o = alice_ok(&env);
     assert_eq!(o.auth, Some(PAM_SERVICE_ERR), "{}", o.describe());
     assert!(o.prompts().is_empty(), "{}", o.describe());
 }
@@ -767,9 +697,7 @@ fn conv_err_conversation_failure() {
 
 #[test]
 fn conv_err_is_not_counted() {
-    let (_sim, env) = standard(
-        "[lockout]\nuser = { max_failures = 2, window_s = 600, lock_s = 600 }\nip = { max_failures = 2, window_s = 600, lock_s = 600 }\n",
-    );
+    let (_sim, env) = standard(LOCK_AFTER_2);
     for _ in 0..3 {
         let o = env.login().rhost(CLIENT).answer(ALICE_PW).run();
         assert_eq!(o.auth, Some(PAM_CONV_ERR), "{}", o.describe());
@@ -779,47 +707,31 @@ fn conv_err_is_not_counted() {
 
 // ---- empty and over-long passwords: PAM_AUTH_ERR, counted, no API call -----------------------
 
-#[test]
-fn auth_err_empty_password_counted_without_api_call() {
+/// `password` (with alice's right answer) is refused and counted without an API call: the
+/// second attempt locks her.
+fn refused_and_counted_without_api_call(password: &str) {
     let (sim, env) =
         standard("[lockout]\nuser = { max_failures = 2, window_s = 600, lock_s = 600 }\n");
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&["", ALICE_ANSWER])
-        .on_exhausted(Exhausted::Empty)
-        .run();
-    expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
+    let attempt = || {
+        env.login()
+            .rhost(CLIENT)
+            .answers(&[password, ALICE_ANSWER])
+            .on_exhausted(Exhausted::Empty)
+            .run()
+    };
+    expect(&attempt(), PAM_AUTH_ERR, &[msg::INVALID]);
     assert_eq!(sim.login_calls("alice"), 0);
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&["", ALICE_ANSWER])
-        .on_exhausted(Exhausted::Empty)
-        .run();
-    expect(&o, PAM_MAXTRIES, &[&msg::locked(10)]);
+    expect(&attempt(), PAM_MAXTRIES, &[&msg::locked(10)]);
+}
+
+#[test]
+fn auth_err_empty_password_counted_without_api_call() {
+    refused_and_counted_without_api_call("");
 }
 
 #[test]
 fn auth_err_overlong_password_counted_without_api_call() {
-    let (sim, env) =
-        standard("[lockout]\nuser = { max_failures = 2, window_s = 600, lock_s = 600 }\n");
-    let long = "A".repeat(513);
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[&long, ALICE_ANSWER])
-        .on_exhausted(Exhausted::Empty)
-        .run();
-    expect(&o, PAM_AUTH_ERR, &[msg::INVALID]);
-    assert_eq!(sim.login_calls("alice"), 0);
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[&long, ALICE_ANSWER])
-        .on_exhausted(Exhausted::Empty)
-        .run();
-    expect(&o, PAM_MAXTRIES, &[&msg::locked(10)]);
+    refused_and_counted_without_api_call(&"A".repeat(513));
 }
 
 // ---- PAM_SILENT: no client message ----------------------------------------------------------
@@ -877,11 +789,7 @@ fn system_err_lockout_state_cannot_be_written() {
     let (_sim, env) = standard("");
     // The lockout directory's path is taken by a regular file.
     std::fs::write(&env.lockdir, "not a directory").unwrap();
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-        .run();
+    let o = alice_wrong(&env);
     assert_eq!(o.auth, Some(PAM_SYSTEM_ERR), "{}", o.describe());
     let o = alice_ok(&env);
     assert_ne!(o.auth, Some(PAM_SUCCESS), "{}", o.describe());
@@ -986,11 +894,7 @@ fn acct_perm_denied_address_refused() {
 fn acct_maxtries_when_locked() {
     let (_sim, env) =
         standard("[lockout]\nuser = { max_failures = 1, window_s = 600, lock_s = 600 }\n");
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-        .run();
+    let o = alice_wrong(&env);
     assert_eq!(o.auth, Some(PAM_MAXTRIES), "{}", o.describe());
     let o = acct(&env, "test", "alice", CLIENT);
     assert_eq!(o.acct, Some(PAM_MAXTRIES), "{}", o.describe());
@@ -998,25 +902,14 @@ fn acct_maxtries_when_locked() {
 
 #[test]
 fn acct_authinfo_unavail_when_portal_down() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!("[portal]\nurl = \"{}\"\n", closed_port_url()),
-    );
+    let (_sim, env) = portal_down("");
     let o = acct(&env, "test", "alice", CLIENT);
     assert_eq!(o.acct, Some(PAM_AUTHINFO_UNAVAIL), "{}", o.describe());
 }
 
 #[test]
 fn acct_ignore_when_portal_down_and_on_unavailable_ignore() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!(
-            "[portal]\nurl = \"{}\"\non_unavailable = \"ignore\"\n",
-            closed_port_url()
-        ),
-    );
+    let (_sim, env) = portal_down("on_unavailable = \"ignore\"\n");
     env.stack_text(
         "permit",
         "account [success=done ignore=ignore default=die] {module} config={config}\naccount required {sys:pam_permit.so}\n",
@@ -1042,12 +935,7 @@ fn acct_after_successful_authenticate_in_the_same_transaction() {
         .auth()
         .acct()
         .run();
-    assert_eq!(
-        (o.auth, o.acct),
-        (Some(PAM_SUCCESS), Some(PAM_SUCCESS)),
-        "{}",
-        o.describe()
-    );
+    expect_auth_and_acct_ok(&o);
 }
 
 #[test]
@@ -1062,12 +950,7 @@ fn acct_reuses_the_lookup_authenticate_made() {
         .auth()
         .acct()
         .run();
-    assert_eq!(
-        (o.auth, o.acct),
-        (Some(PAM_SUCCESS), Some(PAM_SUCCESS)),
-        "{}",
-        o.describe()
-    );
+    expect_auth_and_acct_ok(&o);
     let lookups = sim.calls_to("getUsers");
     assert_eq!(lookups.len(), 1, "{lookups:?}");
 }

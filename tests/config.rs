@@ -47,6 +47,14 @@ fn broken(extra: &str) -> (Sim, Env) {
     (sim, env)
 }
 
+/// Each of `extras`, merged over a working configuration, is PAM_SERVICE_ERR (see [`broken`]).
+fn each_is_service_err(extras: &[&str]) {
+    for extra in extras {
+        let (_sim, env) = broken(extra);
+        service_err(&env, extra);
+    }
+}
+
 #[test]
 fn service_err_missing_config_file() {
     let (_sim, env) = standard("");
@@ -86,7 +94,7 @@ fn service_err_toml_syntax_error() {
 
 #[test]
 fn service_err_unknown_key() {
-    for extra in [
+    each_is_service_err(&[
         "[portal]\ncolour = \"blue\"\n",
         "[auth]\nsecond_factr = \"auto\"\n",
         "[lockout]\nuser = { max_failures = 3, windw_s = 60 }\n",
@@ -97,29 +105,23 @@ fn service_err_unknown_key() {
         "[services.openvpn]\nauth = { colour = 1 }\n",
         "[services.openvpn]\nlockout = { dir = \"/tmp\" }\n",
         "top_level = 1\n",
-    ] {
-        let (_sim, env) = broken(extra);
-        service_err(&env, extra);
-    }
+    ]);
 }
 
 #[test]
 fn service_err_bad_cidr() {
-    for extra in [
+    each_is_service_err(&[
         "[access]\ndeny = [\"10.0.0.0/33\"]\n",
         "[access]\nallow = [\"not-an-address\"]\n",
         "[access]\ndeny = [\"2001:db8::/129\"]\n",
         "[access]\ndeny = [\"10.0.0.256/8\"]\n",
         "[access.users.alice]\nallow = [\"198.51.100.0/24\", \"bogus/8\"]\n",
-    ] {
-        let (_sim, env) = broken(extra);
-        service_err(&env, extra);
-    }
+    ]);
 }
 
 #[test]
 fn service_err_bad_value_type() {
-    for extra in [
+    each_is_service_err(&[
         "[portal]\nconnect_timeout_ms = \"fast\"\n",
         "[portal]\nhonor_ip_restriction = \"yes\"\n",
         "[auth]\nrequire_second_factor = 1\n",
@@ -129,22 +131,16 @@ fn service_err_bad_value_type() {
         "[lockout]\nuser = { max_failures = -1 }\n",
         "[access]\ndeny = \"203.0.113.0/24\"\n",
         "[prompts]\ninfo = \"no\"\n",
-    ] {
-        let (_sim, env) = broken(extra);
-        service_err(&env, extra);
-    }
+    ]);
 }
 
 #[test]
 fn service_err_bad_enumerated_value() {
-    for extra in [
+    each_is_service_err(&[
         "[portal]\non_unavailable = \"maybe\"\n",
         "[auth]\nsecond_factor = \"sms\"\n",
         "[auth]\nquestion_choice = \"last\"\n",
-    ] {
-        let (_sim, env) = broken(extra);
-        service_err(&env, extra);
-    }
+    ]);
 }
 
 #[test]
@@ -277,11 +273,7 @@ fn success_config_with_only_the_keys_a_test_needs() {
 fn auth_err_use_first_pass_without_authtok_no_prompt_no_call() {
     let (sim, env) = standard("");
     env.stack("test", "use_first_pass");
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[ALICE_PW, ALICE_ANSWER])
-        .run();
+    let o = alice(&env);
     assert_eq!(o.auth, Some(PAM_AUTH_ERR), "{}", o.describe());
     assert!(o.prompts().is_empty(), "{}", o.describe());
     assert_eq!(sim.login_calls("alice"), 0, "{:?}", sim.calls());

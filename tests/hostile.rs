@@ -24,7 +24,7 @@ use pam_portal::lockout::files::{file_name, key_of_file_name};
 use pam_portal::lockout::Key;
 use pam_testkit::codes::*;
 use pam_testkit::fixtures::{self, msg, *};
-use pam_testkit::{closed_port_url, Env, Exhausted, LogLine, Outcome, Sim};
+use pam_testkit::{closed_port_url, standard, Env, Exhausted, LogLine, Outcome, Sim};
 use serde_json::{json, Value};
 
 /// Limits far out of the way: hostile names fail many times from one address.
@@ -33,6 +33,14 @@ const HIGH_LIMITS: &str = r#"
 user = { max_failures = 1000, window_s = 600, lock_s = 600 }
 ip = { max_failures = 10000, window_s = 600, lock_s = 600 }
 "#;
+
+/// alice's right credentials from [`CLIENT`] (not under pam_wrapper).
+fn alice_ok(env: &Env) -> Outcome {
+    env.login()
+        .rhost(CLIENT)
+        .answers(&[ALICE_PW, ALICE_ANSWER])
+        .run()
+}
 
 // ---- the catalogue ------------------------------------------------------------------------------
 
@@ -348,8 +356,7 @@ impl Figures {
 
 #[test]
 fn hostile_usernames_are_refused_cleanly_with_alice_credentials_and_with_wrong_ones() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(&sim, HIGH_LIMITS);
+    let (_sim, env) = standard(HIGH_LIMITS);
     let before: BTreeSet<PathBuf> = files_under(env.root())
         .into_iter()
         .filter(|p| !p.starts_with(&env.lockdir))
@@ -443,11 +450,7 @@ fn hostile_usernames_are_refused_cleanly_with_alice_credentials_and_with_wrong_o
     );
     fig.print("usernames");
     // alice herself is untouched by all of it.
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[ALICE_PW, ALICE_ANSWER])
-        .run();
+    let o = alice_ok(&env);
     assert_eq!(o.auth, Some(PAM_SUCCESS), "{}", o.describe());
 }
 
@@ -455,8 +458,7 @@ fn hostile_usernames_are_refused_cleanly_with_alice_credentials_and_with_wrong_o
 
 #[test]
 fn hostile_passwords_and_answers_are_refused_cleanly() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(&sim, HIGH_LIMITS);
+    let (_sim, env) = standard(HIGH_LIMITS);
     let mut fig = Figures::new();
     let mut cases = hostile();
     // Close misses of the right password.
@@ -521,11 +523,7 @@ fn hostile_passwords_and_answers_are_refused_cleanly() {
         );
     }
     fig.print("passwords and answers");
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[ALICE_PW, ALICE_ANSWER])
-        .run();
+    let o = alice_ok(&env);
     assert_eq!(o.auth, Some(PAM_SUCCESS), "{}", o.describe());
 }
 
@@ -535,8 +533,7 @@ fn hostile_passwords_and_answers_are_refused_cleanly() {
 /// counted refusal with wrong ones; logged escaped; records only inside the lockout directory.
 #[test]
 fn rhost_oddities_without_lists_log_in_and_refuse_correctly() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(&sim, HIGH_LIMITS);
+    let (_sim, env) = standard(HIGH_LIMITS);
     let mut fig = Figures::new();
     let mut rhosts: Vec<Vec<u8>> = [
         "client.example.com",
@@ -608,13 +605,9 @@ fn rhost_oddities_without_lists_log_in_and_refuse_correctly() {
 /// an address is "no address" (refused while `allow` is non-empty), before any prompt or call.
 #[test]
 fn rhost_spellings_never_bypass_the_global_lists() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!(
-            "{HIGH_LIMITS}\n[access]\nallow = [\"198.51.100.0/24\", \"2001:db8::/32\"]\ndeny = [\"198.51.100.66\", \"2001:db8:dead::/48\"]\n"
-        ),
-    );
+    let (sim, env) = standard(&format!(
+        "{HIGH_LIMITS}\n[access]\nallow = [\"198.51.100.0/24\", \"2001:db8::/32\"]\ndeny = [\"198.51.100.66\", \"2001:db8:dead::/48\"]\n"
+    ));
     let mut fig = Figures::new();
     let allowed = [
         "198.51.100.7",
@@ -848,6 +841,17 @@ struct Round<'a> {
     may_work: bool,
 }
 
+/// alice's round: wrong, right, wrong, within [`BUDGET_MS`].
+fn alice_round(may_work: bool) -> Round<'static> {
+    Round {
+        user: "alice",
+        creds: &[ALICE_PW, ALICE_ANSWER],
+        wrong_too: true,
+        budget_ms: BUDGET_MS,
+        may_work,
+    }
+}
+
 /// Three attempts under `fault` (none: the portal is unreachable anyway): wrong, right, wrong
 /// (or three right ones); with limits of 2, counted outages would lock. Then the fault is
 /// cleared (and the sim reset: phone request limits) and the store must hold no failure.
@@ -897,21 +901,10 @@ fn every_fault_with_on_unavailable_ignore_is_pam_ignore_in_time_and_never_counte
         if kind == "delay" {
             f["ms"] = json!(REQUEST_MS + CONNECT_MS + 500);
         }
-        let round = Round {
-            user: "alice",
-            creds: &[ALICE_PW, ALICE_ANSWER],
-            wrong_too: true,
-            budget_ms: BUDGET_MS,
-            may_work,
-        };
-        faulted += fault_round(&sim, &env, Some(f), &round);
+        faulted += fault_round(&sim, &env, Some(f), &alice_round(may_work));
         if !may_work {
             // Nothing was counted: the right credentials still log in.
-            let o = env
-                .login()
-                .rhost(CLIENT)
-                .answers(&[ALICE_PW, ALICE_ANSWER])
-                .run();
+            let o = alice_ok(&env);
             assert_eq!(o.auth, Some(PAM_SUCCESS), "after {kind}: {}", o.describe());
         }
     }
@@ -921,14 +914,7 @@ fn every_fault_with_on_unavailable_ignore_is_pam_ignore_in_time_and_never_counte
         &fault_config(&format!("url = \"{}\"", closed_port_url())),
     );
     ignore_stack(&env);
-    let round = Round {
-        user: "alice",
-        creds: &[ALICE_PW, ALICE_ANSWER],
-        wrong_too: true,
-        budget_ms: BUDGET_MS,
-        may_work: false,
-    };
-    faulted += fault_round(&sim, &env, None, &round);
+    faulted += fault_round(&sim, &env, None, &alice_round(false));
     eprintln!(
         "FIGURES hostile faults ignore (every call): {} fault kinds + down, {faulted} faulted logins, 0 admissions, 0 counted",
         FAULTS.len()
@@ -942,14 +928,7 @@ fn tls_failures_with_on_unavailable_ignore_are_pam_ignore() {
         let sim = Sim::start_with(&fixtures::standard(), &["--cert-mode", mode]);
         let env = Env::new(&sim, &fault_config(""));
         ignore_stack(&env);
-        let round = Round {
-            user: "alice",
-            creds: &[ALICE_PW, ALICE_ANSWER],
-            wrong_too: true,
-            budget_ms: BUDGET_MS,
-            may_work: false,
-        };
-        faulted += fault_round(&sim, &env, None, &round);
+        faulted += fault_round(&sim, &env, None, &alice_round(false));
     }
     eprintln!(
         "FIGURES hostile faults ignore (TLS): 3 certificate modes, {faulted} faulted logins, 0 admissions, 0 counted"
@@ -975,13 +954,7 @@ fn faults_on_second_factor_calls_are_outages_in_time_and_never_counted() {
         "error200",
     ];
     // (API method faulted, the round, whether `hang` is tried on it too)
-    let alice = Round {
-        user: "alice",
-        creds: &[ALICE_PW, ALICE_ANSWER],
-        wrong_too: true,
-        budget_ms: BUDGET_MS,
-        may_work: false,
-    };
+    let alice = alice_round(false);
     let tina = Round {
         user: "tina",
         creds: &[PHONE_PW, CODE],

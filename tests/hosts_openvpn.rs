@@ -208,25 +208,11 @@ impl Vpn {
 
     /// The module's decision number `n` (0-based) for `user` and `hook`, waited for.
     fn decision(&self, user: &str, hook: &str, n: usize) -> ModLine {
-        self.sb
-            .log
-            .wait_decision(n, Duration::from_secs(10), |l| {
-                l.is("user", user) && l.hook == hook
-            })
-            .unwrap_or_else(|| panic!("no decision #{n} for {user} ({hook}):\n{}", self.diag()))
+        user_decision(&self.sb, &self.server, user, hook, n)
     }
 
     fn check(&self, l: &ModLine, want: &[(&str, &str)]) {
-        for (k, v) in want {
-            assert_eq!(
-                l.get(k).as_deref(),
-                Some(*v),
-                "{k} in {:?}\n{}",
-                l.text,
-                self.diag()
-            );
-        }
-        assert_eq!(l.service, SERVICE, "{}", l.raw);
+        check_fields(l, want, SERVICE, &self.sb, &self.server);
     }
 
     fn expect(&self, c: &Conn, connected: bool, what: &str) {

@@ -273,24 +273,11 @@ fn pet() -> String {
 
 /// The module's decision line for `user` and `hook` number `n` (0-based), waited for.
 fn decision(s: &Sshd, user: &str, hook: &str, n: usize) -> ModLine {
-    s.sb.log
-        .wait_decision(n, Duration::from_secs(10), |l| {
-            l.is("user", user) && l.hook == hook
-        })
-        .unwrap_or_else(|| panic!("no decision #{n} for {user} ({hook}):\n{}", s.diag()))
+    user_decision(&s.sb, &s.host, user, hook, n)
 }
 
 fn assert_line(l: &ModLine, want: &[(&str, &str)], s: &Sshd) {
-    for (k, v) in want {
-        assert_eq!(
-            l.get(k).as_deref(),
-            Some(*v),
-            "{k} in {:?}\n{}",
-            l.text,
-            s.diag()
-        );
-    }
-    assert_eq!(l.service, SERVICE, "{}", l.raw);
+    check_fields(l, want, SERVICE, &s.sb, &s.host);
 }
 
 #[test]

@@ -63,6 +63,14 @@ fn expect_decision(o: &Outcome, result: &str, reason: &str, user: &str) -> LogLi
     l
 }
 
+/// Asserts the authenticate code and the decision's `reason` (whatever its `result`).
+fn expect_reason(o: &Outcome, code: i32, reason: &str) -> LogLine {
+    assert_eq!(o.auth, Some(code), "{}", o.describe());
+    let l = decision(o);
+    assert_eq!(l.field("reason").as_deref(), Some(reason), "{}", l.text);
+    l
+}
+
 fn expect_rhost(l: &LogLine, rhost: &str) {
     assert_eq!(l.field("rhost").as_deref(), Some(rhost), "{}", l.text);
 }
@@ -100,12 +108,9 @@ fn log_success_line() {
 #[test]
 fn log_ipv6_rhost_is_logged() {
     let (_sim, env) = sshd("");
-    let o = env
-        .login()
-        .service(SERVICE)
+    let o = login(&env)
         .rhost("2001:db8::42")
         .answers(&["Wrong-Pass1!", ALICE_ANSWER])
-        .under_pam_wrapper()
         .run();
     let l = expect_decision(&o, "fail", "bad_password", "alice");
     assert!(
@@ -275,14 +280,7 @@ fn log_reason_portal_unavailable() {
     let (sim, env) = sshd("");
     sim.fault(json!({"fault": "status500"}));
     let o = login(&env).answers(&[ALICE_PW, ALICE_ANSWER]).run();
-    assert_eq!(o.auth, Some(PAM_AUTHINFO_UNAVAIL), "{}", o.describe());
-    let l = decision(&o);
-    assert_eq!(
-        l.field("reason").as_deref(),
-        Some("portal_unavailable"),
-        "{}",
-        l.text
-    );
+    let l = expect_reason(&o, PAM_AUTHINFO_UNAVAIL, "portal_unavailable");
     assert!(
         matches!(l.field("result").as_deref(), Some("error") | Some("fail")),
         "{}",
@@ -294,14 +292,7 @@ fn log_reason_portal_unavailable() {
 fn log_reason_conversation() {
     let (_sim, env) = sshd("");
     let o = login(&env).answer(ALICE_PW).run();
-    assert_eq!(o.auth, Some(PAM_CONV_ERR), "{}", o.describe());
-    let l = decision(&o);
-    assert_eq!(
-        l.field("reason").as_deref(),
-        Some("conversation"),
-        "{}",
-        l.text
-    );
+    expect_reason(&o, PAM_CONV_ERR, "conversation");
 }
 
 #[test]
@@ -309,14 +300,7 @@ fn log_reason_no_first_pass() {
     let (_sim, env) = sshd("");
     env.stack(SERVICE, "use_first_pass");
     let o = login(&env).answers(&[ALICE_PW, ALICE_ANSWER]).run();
-    assert_eq!(o.auth, Some(PAM_AUTH_ERR), "{}", o.describe());
-    let l = decision(&o);
-    assert_eq!(
-        l.field("reason").as_deref(),
-        Some("no_first_pass"),
-        "{}",
-        l.text
-    );
+    expect_reason(&o, PAM_AUTH_ERR, "no_first_pass");
 }
 
 #[test]
@@ -324,21 +308,12 @@ fn log_reason_store_error() {
     let (_sim, env) = sshd("");
     std::fs::write(&env.lockdir, "not a directory").unwrap();
     let o = login(&env).answers(&["Wrong-Pass1!", ALICE_ANSWER]).run();
-    assert_eq!(o.auth, Some(PAM_SYSTEM_ERR), "{}", o.describe());
-    let l = decision(&o);
-    assert_eq!(
-        l.field("reason").as_deref(),
-        Some("store_error"),
-        "{}",
-        l.text
-    );
+    expect_reason(&o, PAM_SYSTEM_ERR, "store_error");
 }
 
 #[test]
 fn log_bad_config_names_the_key_and_line() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(&sim, "");
-    env.stack(SERVICE, "");
+    let (sim, env) = sshd("");
     let text = format!(
         "[portal]\nurl = \"{}\"\napi_user = \"{API_USER}\"\napi_key_file = \"{}\"\n\n[auth]\nfail_delay_ms = 0\nfavourite_colour = \"blue\"\n",
         sim.url,
@@ -346,20 +321,13 @@ fn log_bad_config_names_the_key_and_line() {
     );
     env.write_config(&text);
     let o = login(&env).answers(&[ALICE_PW, ALICE_ANSWER]).run();
-    assert_eq!(o.auth, Some(PAM_SERVICE_ERR), "{}", o.describe());
+    expect_reason(&o, PAM_SERVICE_ERR, "bad_config");
     let lines = o.log_lines();
     assert!(
         lines
             .iter()
             .any(|l| l.text.contains("favourite_colour") && l.text.contains("line 8")),
         "no line names the key and `line 8`: {lines:#?}"
-    );
-    let d = decision(&o);
-    assert_eq!(
-        d.field("reason").as_deref(),
-        Some("bad_config"),
-        "{}",
-        d.text
     );
 }
 
@@ -442,8 +410,7 @@ fn log_never_contains_password_answer_or_api_key() {
 
 #[test]
 fn log_config_errors_never_quote_an_inline_api_key() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(&sim, "");
+    let (sim, env) = standard("");
     env.stack(SERVICE, "debug");
     let head = format!(
         "[portal]\nurl = \"{}\"\napi_user = \"{API_USER}\"\n",
@@ -466,11 +433,7 @@ fn log_config_errors_never_quote_an_inline_api_key() {
 
 #[test]
 fn log_portal_unreachable_never_contains_the_key() {
-    let sim = Sim::start(&fixtures::standard());
-    let env = Env::new(
-        &sim,
-        &format!("[portal]\nurl = \"{}\"\n", closed_port_url()),
-    );
+    let (_sim, env) = standard(&format!("[portal]\nurl = \"{}\"\n", closed_port_url()));
     env.stack(SERVICE, "debug");
     let o = login(&env).answers(&[ALICE_PW, ALICE_ANSWER]).run();
     assert_eq!(o.auth, Some(PAM_AUTHINFO_UNAVAIL), "{}", o.describe());
@@ -482,13 +445,10 @@ fn log_portal_unreachable_never_contains_the_key() {
 /// The decision line of a login by `user` (bytes) from `rhost`: one physical line, exactly one
 /// `result=`, the real service.
 fn escaped_decision(env: &Env, user: &[u8], rhost: &[u8]) -> LogLine {
-    let o = env
-        .login()
-        .service(SERVICE)
+    let o = login(env)
         .user_bytes(user)
         .rhost_bytes(rhost)
         .answers(&["Wrong-Pass1!", "x"])
-        .under_pam_wrapper()
         .run();
     assert_eq!(o.auth, Some(PAM_AUTH_ERR), "{}", o.describe());
     for l in o.log_lines() {

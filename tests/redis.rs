@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pam_testkit::codes::*;
 use pam_testkit::fixtures::*;
-use pam_testkit::{hex_encode, standard, Env, Outcome};
+use pam_testkit::{hex_encode, standard, Env, LoginBuilder, Outcome};
 use serde_json::Value;
 
 /// A redis-server of the test's own.
@@ -177,12 +177,21 @@ fn lockout_toml(url: &str, extra: &str) -> String {
 const POLICY: &str =
     "user = { max_failures = 10, window_s = 600, lock_s = 600 }\nip = { max_failures = 1000 }\n";
 
-fn wrong(env: &Env, user: &str) -> Outcome {
+/// `user` from [`CLIENT`] with a wrong password and a wrong answer.
+fn wrong_attempt<'e>(env: &'e Env, user: &str) -> LoginBuilder<'e> {
     env.login()
         .user(user)
         .rhost(CLIENT)
         .answers(&["Wrong-Pass1!", "Nope"])
-        .run()
+}
+
+fn wrong(env: &Env, user: &str) -> Outcome {
+    wrong_attempt(env, user).run()
+}
+
+/// zoe from [`CLIENT`] with an empty password: a counted failure with no portal call.
+fn zoe_empty(env: &Env) -> LoginBuilder<'_> {
+    env.login().user("zoe").rhost(CLIENT).answers(&[""])
 }
 
 fn code(o: &Outcome, want: i32) {
@@ -319,13 +328,7 @@ fn redis_down_falls_back_to_local_files_then_recovers() {
 
     redis.stop();
     // Still refused, promptly, counted in the local files, and said in the log.
-    let o = env
-        .login()
-        .user("zoe")
-        .rhost(CLIENT)
-        .answers(&["Wrong-Pass1!", "Nope"])
-        .under_pam_wrapper()
-        .run();
+    let o = wrong_attempt(&env, "zoe").under_pam_wrapper().run();
     code(&o, PAM_AUTH_ERR);
     let lines: Vec<String> = o.log_lines().into_iter().map(|l| l.text).collect();
     let want = format!("lockout store redis://127.0.0.1:{} unreachable", redis.port);
@@ -357,13 +360,7 @@ fn redis_down_falls_back_to_local_files_then_recovers() {
 
     // Redis back: the next login uses it again (its own count: 1, not the local lock).
     redis.resume();
-    let o = env
-        .login()
-        .user("zoe")
-        .rhost(CLIENT)
-        .answers(&["Wrong-Pass1!", "Nope"])
-        .under_pam_wrapper()
-        .run();
+    let o = wrong_attempt(&env, "zoe").under_pam_wrapper().run();
     code(&o, PAM_AUTH_ERR);
     assert!(
         o.log_lines()
@@ -387,13 +384,7 @@ fn a_server_that_does_not_answer_costs_at_most_the_timeout() {
     let url = format!("redis://127.0.0.1:{}", hung.local_addr().unwrap().port());
     let (_sim, env) = standard(&lockout_toml(&url, POLICY));
     // Empty password: no portal call, so the time is the store's.
-    let o = env
-        .login()
-        .user("zoe")
-        .rhost(CLIENT)
-        .answers(&[""])
-        .under_pam_wrapper()
-        .run();
+    let o = zoe_empty(&env).under_pam_wrapper().run();
     code(&o, PAM_AUTH_ERR);
     assert!(
         o.log_lines()
@@ -416,7 +407,7 @@ fn keys_expire_on_their_own() {
         "key_prefix = \"pool-a:\"\nuser = { max_failures = 2, window_s = 2, lock_s = 3 }\nip = { max_failures = 1000, window_s = 2, lock_s = 2 }\nphone = { window_s = 2, lock_s = 2 }\n",
     ));
     let key = user_key("pool-a:", "zoe");
-    let login = || env.login().user("zoe").rhost(CLIENT).answers(&[""]).run();
+    let login = || zoe_empty(&env).run();
     code(&login(), PAM_AUTH_ERR);
     // A failure matters for the longest window of the configuration (here user lock_s = 3,
     // as the file store's pruning counts it).
@@ -444,13 +435,7 @@ fn password_in_the_url_needs_a_private_file_and_never_reaches_a_log() {
     let url = format!("redis://:Pool-S3cret@127.0.0.1:{}/3", redis.port);
     let (_sim, env) = standard(&lockout_toml(&url, POLICY));
     env.chmod_config(0o644);
-    let o = env
-        .login()
-        .user("zoe")
-        .rhost(CLIENT)
-        .answers(&[""])
-        .under_pam_wrapper()
-        .run();
+    let o = zoe_empty(&env).under_pam_wrapper().run();
     code(&o, PAM_SERVICE_ERR);
     assert!(
         o.stderr.contains("redis_url holds a password"),
@@ -458,10 +443,7 @@ fn password_in_the_url_needs_a_private_file_and_never_reaches_a_log() {
         o.describe()
     );
     env.chmod_config(0o600);
-    code(
-        &env.login().user("zoe").rhost(CLIENT).answers(&[""]).run(),
-        PAM_AUTH_ERR,
-    );
+    code(&zoe_empty(&env).run(), PAM_AUTH_ERR);
     assert_eq!(status_user(&env, "zoe")["failures"], 1);
     assert_eq!(
         redis.cli(&["-n", "3", "EXISTS", &user_key("pam_portal:", "zoe")]),
@@ -472,13 +454,7 @@ fn password_in_the_url_needs_a_private_file_and_never_reaches_a_log() {
         &format!("redis://:Wrong-S3cret@127.0.0.1:{}", redis.port),
         "",
     ));
-    let o = env
-        .login()
-        .user("zoe")
-        .rhost(CLIENT)
-        .answers(&[""])
-        .under_pam_wrapper()
-        .run();
+    let o = zoe_empty(&env).under_pam_wrapper().run();
     code(&o, PAM_AUTH_ERR);
     assert!(
         o.stderr.contains("AUTH refused: WRONGPASS"),
@@ -520,13 +496,7 @@ fn rediss_with_its_own_ca() {
     );
     // Without its CA the certificate is not trusted: fallback, named as a TLS failure.
     let other = Env::new(&sim, &lockout_toml(&redis.url(), POLICY));
-    let o = other
-        .login()
-        .user("zoe")
-        .rhost(CLIENT)
-        .answers(&[""])
-        .under_pam_wrapper()
-        .run();
+    let o = zoe_empty(&other).under_pam_wrapper().run();
     code(&o, PAM_AUTH_ERR);
     assert!(
         o.log_lines()

@@ -941,6 +941,41 @@ pub fn portal_calls(sim: &Sim) -> usize {
     sim.calls().len()
 }
 
+/// The module's decision number `n` (0-based) for `user` and `hook`, waited for (10 s); fails
+/// the test with [`diagnostics`] when it does not come.
+pub fn user_decision(sb: &Sandbox, host: &HostProc, user: &str, hook: &str, n: usize) -> ModLine {
+    sb.log
+        .wait_decision(n, Duration::from_secs(10), |l| {
+            l.is("user", user) && l.hook == hook
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no decision #{n} for {user} ({hook}):\n{}",
+                diagnostics(sb, host)
+            )
+        })
+}
+
+/// Asserts each `key=value` of `want` in `l`, and that `l` came from PAM service `service`.
+pub fn check_fields(
+    l: &ModLine,
+    want: &[(&str, &str)],
+    service: &str,
+    sb: &Sandbox,
+    host: &HostProc,
+) {
+    for (k, v) in want {
+        assert_eq!(
+            l.get(k).as_deref(),
+            Some(*v),
+            "{k} in {:?}\n{}",
+            l.text,
+            diagnostics(sb, host)
+        );
+    }
+    assert_eq!(l.service, service, "{}", l.raw);
+}
+
 /// A summary for failure messages: the module's lines and the host's output.
 pub fn diagnostics(sb: &Sandbox, host: &HostProc) -> String {
     let mut s = String::from("--- syslog lines ---\n");
