@@ -8,17 +8,7 @@ use std::path::{Path, PathBuf};
 
 use pam_testkit::codes::*;
 use pam_testkit::fixtures::{msg, prompt, *};
-use pam_testkit::{standard, Exhausted, Outcome, Style};
-
-fn code(o: &Outcome, want: i32) {
-    assert_eq!(
-        o.auth,
-        Some(want),
-        "expected {}: {}",
-        name(want),
-        o.describe()
-    );
-}
+use pam_testkit::{standard, Exhausted, Style};
 
 // ---- the password boundary (§4.4: over 512 bytes is a failure without an API call) -----------
 

@@ -26,16 +26,6 @@ fn alice(env: &Env, rhost: &str) -> Outcome {
         .run()
 }
 
-fn code(o: &Outcome, want: i32) {
-    assert_eq!(
-        o.auth,
-        Some(want),
-        "expected {}: {}",
-        name(want),
-        o.describe()
-    );
-}
-
 /// A refusal because of a lock: PAM_MAXTRIES, the lock message, no prompt.
 fn locked_refusal(o: &Outcome, minutes: u64) {
     code(o, PAM_MAXTRIES);

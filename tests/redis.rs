@@ -194,16 +194,6 @@ fn zoe_empty(env: &Env) -> LoginBuilder<'_> {
     env.login().user("zoe").rhost(CLIENT).answers(&[""])
 }
 
-fn code(o: &Outcome, want: i32) {
-    assert_eq!(
-        o.auth,
-        Some(want),
-        "expected {}: {}",
-        name(want),
-        o.describe()
-    );
-}
-
 /// `pam-portal status --user USER --json`: the username row.
 fn status_user(env: &Env, user: &str) -> Value {
     let f = env

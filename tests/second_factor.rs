@@ -13,16 +13,6 @@ use pam_testkit::{standard, Env, Exhausted, Outcome, Sim, Style};
 /// Fast polling and a short timeout.
 const FAST: &str = "[auth]\nphone_poll_ms = 100\nphone_timeout_s = 2\n";
 
-fn code(o: &Outcome, want: i32) {
-    assert_eq!(
-        o.auth,
-        Some(want),
-        "expected {}: {}",
-        name(want),
-        o.describe()
-    );
-}
-
 fn phone_login(env: &Env, user: &str, pw: &str) -> Outcome {
     env.login()
         .user(user)

@@ -80,3 +80,15 @@ pub fn name(code: i32) -> String {
 pub fn name_opt(code: Option<i32>) -> String {
     code.map_or_else(|| "none".to_string(), name)
 }
+
+/// Asserts that a login's authenticate call returned `want`, showing the whole login if not.
+#[track_caller]
+pub fn code(o: &crate::Outcome, want: i32) {
+    assert_eq!(
+        o.auth,
+        Some(want),
+        "expected {}: {}",
+        name(want),
+        o.describe()
+    );
+}
