@@ -345,11 +345,7 @@ fn one_more_failure(old: &Record, new: &Record) -> Option<u64> {
 /// `u_<hex>`, `i_<hex>`, `p_<hex>`: any username is a safe file name. Names too long for one
 /// are cut and suffixed with a hash of the whole (FNV-1a 64; only such long names can collide).
 pub fn file_name(key: &Key) -> String {
-    let prefix = match key {
-        Key::User(_) => "u",
-        Key::Ip(_) => "i",
-        Key::Phone(_) => "p",
-    };
+    let prefix = key.letter();
     let bytes = key.value_bytes();
     if bytes.len() <= 100 {
         format!("{prefix}_{}", hex(bytes))
@@ -367,13 +363,7 @@ pub fn key_of_file_name(name: &str) -> Option<Key> {
     if rest.contains('~') {
         return None; // long names cannot be turned back into keys; status shows them by user
     }
-    let bytes = unhex(rest)?;
-    match prefix {
-        "u" => Some(Key::User(bytes)),
-        "i" => Some(Key::Ip(String::from_utf8(bytes).ok()?)),
-        "p" => Some(Key::Phone(bytes)),
-        _ => None,
-    }
+    Key::from_letter(prefix, unhex(rest)?)
 }
 
 /// The record's second line, naming its key.

@@ -49,6 +49,23 @@ impl Key {
             Key::Phone(_) => "phone",
         }
     }
+    /// The one letter both stores name records by (`u_…`, `i_…`, `p_…`).
+    pub fn letter(&self) -> &'static str {
+        match self {
+            Key::User(_) => "u",
+            Key::Ip(_) => "i",
+            Key::Phone(_) => "p",
+        }
+    }
+    /// The inverse of `letter` with the key's bytes; `None` for anything else.
+    pub fn from_letter(letter: &str, bytes: Vec<u8>) -> Option<Key> {
+        match letter {
+            "u" => Some(Key::User(bytes)),
+            "i" => Some(Key::Ip(String::from_utf8(bytes).ok()?)),
+            "p" => Some(Key::Phone(bytes)),
+            _ => None,
+        }
+    }
     pub fn value_bytes(&self) -> &[u8] {
         match self {
             Key::User(b) | Key::Phone(b) => b,

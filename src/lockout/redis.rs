@@ -341,24 +341,13 @@ fn read_reply<R: BufRead>(r: &mut R, deadline: Instant, depth: u32) -> Result<Re
 
 /// `<prefix>u_<hex>`, `<prefix>i_<hex>`, `<prefix>p_<hex>`.
 pub fn redis_key(prefix: &str, key: &Key) -> String {
-    let kind = match key {
-        Key::User(_) => "u",
-        Key::Ip(_) => "i",
-        Key::Phone(_) => "p",
-    };
-    format!("{prefix}{kind}_{}", hex(key.value_bytes()))
+    format!("{prefix}{}_{}", key.letter(), hex(key.value_bytes()))
 }
 
 pub fn key_of_redis_key(prefix: &str, name: &[u8]) -> Option<Key> {
     let name = std::str::from_utf8(name).ok()?.strip_prefix(prefix)?;
     let (kind, rest) = name.split_once('_')?;
-    let bytes = unhex(rest)?;
-    match kind {
-        "u" => Some(Key::User(bytes)),
-        "i" => Some(Key::Ip(String::from_utf8(bytes).ok()?)),
-        "p" => Some(Key::Phone(bytes)),
-        _ => None,
-    }
+    Key::from_letter(kind, unhex(rest)?)
 }
 
 /// `<until> <failure>...`
