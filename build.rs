@@ -9,10 +9,17 @@
 //   largest part of the module's fixed cost; see BENCHMARKS.md). The cdylib's version script
 //   keeps the unwinder's symbols local, so the host's own unwinder is untouched.
 fn main() {
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
-    // The HTTP half (http/, which shares this file) makes no libpam call.
-    if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("pam_portal") {
+    println!("cargo:rerun-if-changed=build.rs");
+    let package = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+    if package == "pam_portal" {
+        // The library (an rlib): its libpam calls reach whatever links it.
         println!("cargo:rustc-link-lib=pam");
+        return;
+    }
+    // The cdylibs: the module (module/) and the HTTP half (http/).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    if package == "pam_portal_module" {
+        hot_text();
     }
     if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu") {
         if let Some(dir) = libgcc_eh_dir() {
@@ -20,7 +27,6 @@ fn main() {
             println!("cargo:rustc-link-lib=static=gcc_eh");
         }
     }
-    println!("cargo:rerun-if-changed=build.rs");
 }
 
 /// The directory of the C compiler's libgcc_eh.a, if it has one (else libgcc_s stays linked).
@@ -35,4 +41,21 @@ fn libgcc_eh_dir() -> Option<String> {
         return None;
     }
     Some(path.parent()?.to_str()?.to_string())
+}
+
+/// hot-text.ld (written by benches/hot_text.py): the functions of a refusal and of a counted
+/// failure, gathered in one `.text.hot` section ahead of `.text`, so that a login process
+/// faults in a few 64 KiB windows of the module's code instead of most of them. The script only
+/// adds a section (`INSERT BEFORE .text`); both lld and GNU ld take it with `-T`.
+fn hot_text() {
+    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let script = std::path::Path::new(&dir).join("hot-text.ld");
+    if script.is_file() {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", script.display());
+        println!("cargo:rerun-if-changed={}", script.display());
+    } else {
+        println!("cargo:warning={} is missing: the module links without its hot-text layout (slower logins)", script.display());
+    }
 }

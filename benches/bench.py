@@ -25,6 +25,7 @@ import concurrent.futures as cf
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -95,6 +96,7 @@ def burst(cmd, stdin, procs, total):
 class Bench:
     def __init__(self, runs):
         self.runs = runs
+        self.rng = random.Random(7)  # the order of each round (fixed seed: runs are repeatable)
         self.tmp = tempfile.mkdtemp(prefix="pam_portal-bench.")
         self.tag = f"pam_portal-bench-{os.getpid()}"
         self.services = []
@@ -183,14 +185,19 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         return time.perf_counter() - t, p.returncode
 
     def interleaved(self, *cmds, runs=None):
-        """Medians of commands measured alternately (same machine state for each)."""
+        """Medians of commands measured alternately (same machine state for each), in a new
+        random order each round: in a fixed order, the command that comes first in a round
+        (right after the script's own work between rounds) runs measurably slower."""
         samples = [[] for _ in cmds]
+        order = list(range(len(cmds)))
         for _ in range(runs or self.runs):
-            for (cmd, stdin, exp), out in zip(cmds, samples):
+            self.rng.shuffle(order)
+            for i in order:
+                cmd, stdin, exp = cmds[i]
                 dt, rc = self.once(cmd, stdin)
                 if rc != exp:
                     raise SystemExit(f"{cmd} exited {rc}, expected {exp}")
-                out.append(dt * 1000)
+                samples[i].append(dt * 1000)
         return tuple(statistics.median(x) for x in samples)
 
     # -- 1. full login vs curl -------------------------------------------------------------

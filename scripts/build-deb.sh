@@ -31,7 +31,7 @@ for tool in dpkg-deb dpkg gzip strip; do
 done
 
 if [ -z "$bin_dir" ]; then
-  cargo build --release --locked -p pam_portal --lib --bin pam-portal -p pam_portal_http
+  cargo build --release --locked -p pam_portal_module -p pam_portal --lib --bin pam-portal -p pam_portal_http
   bin_dir="${CARGO_TARGET_DIR:-$root/target}/release"
 fi
 for f in libpam_portal.so libpam_portal_http.so pam-portal; do
