@@ -9,7 +9,7 @@ the whole 0.9 MB of code. hot-text.ld, passed to the linker by build.rs, gathers
 
 This script builds the module in release mode, runs it through pamtester under valgrind's
 callgrind for each of those paths (an empty password counted, a second one starting a lock, then the
-locked refusal; no portal), collects the functions the module executed, and writes them as linker-script
+locked refusal, and `setcred`; no portal), collects the functions the module executed, and writes them as linker-script
 patterns. The patterns leave out the parts of a symbol name that change from one build or
 compiler to the next (the hash of a legacy name, the crate disambiguators of a v0 name), so the
 file stays valid across dependency and compiler updates: a function that no longer exists
@@ -47,12 +47,12 @@ def defined_functions():
     return [p[2] for p in (line.split() for line in out.splitlines()) if len(p) == 3 and p[1] in "tTwW"]
 
 
-def callgrind_functions(service, user, stdin, tmp, n):
+def callgrind_functions(service, user, stdin, tmp, n, op="authenticate"):
     """Names of the functions that one pamtester run executed. (Which object each belongs to is
     left to defined_functions(): callgrind names code outside `.text` as object "???".)"""
     out = os.path.join(tmp, f"cg.{n}")
     subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}",
-                    "pamtester", service, user, "authenticate"],
+                    "pamtester", service, user, op],
                    input=stdin, capture_output=True, text=True, check=False)
     names, found = {}, set()
     for line in open(out, encoding="utf-8", errors="replace"):
@@ -125,6 +125,7 @@ user = {{ max_failures = 2, lock_s = 3600 }}
             funcs |= callgrind_functions(service, "mallory", "\n", tmp, f"{n}.1")  # an empty password, counted
             funcs |= callgrind_functions(service, "mallory", "\n", tmp, f"{n}.2")  # counted, the lock starts
             funcs |= callgrind_functions(service, "mallory", "", tmp, f"{n}.3")  # refused: locked
+            funcs |= callgrind_functions(service, "mallory", "", tmp, f"{n}.4", "setcred")  # hosts call it too
         finally:
             os.unlink(f"/etc/pam.d/{service}")
     defined = defined_functions()

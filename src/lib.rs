@@ -25,6 +25,7 @@ pub mod login;
 pub mod pam;
 pub mod portal;
 pub mod secret;
+pub mod smallfile;
 
 use crate::audit::Who;
 use crate::config::{Config, Settings};

@@ -14,7 +14,7 @@ use crate::config::Policy;
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -56,8 +56,8 @@ impl FileStore {
                 "lockout directory {shown} is not a directory"
             )));
         }
-        let euid = crate::pam::geteuid();
-        if meta.uid() != 0 && meta.uid() != euid {
+        // geteuid only for a directory root does not own (the usual case needs no system call).
+        if meta.uid() != 0 && meta.uid() != crate::pam::geteuid() {
             return Err(StoreError(format!(
                 "lockout directory {shown} is owned by uid {}",
                 meta.uid()
@@ -106,17 +106,14 @@ impl FileStore {
     /// marked for rewriting rather than appending.
     fn load(&self, f: &mut File, key: &Key, path: &Path, locked: bool) -> (Record, Found) {
         // Room for a usual record, so that one read(2) takes it.
-        let mut text = String::with_capacity(4096);
-        let read = f.take(MAX_RECORD_BYTES).read_to_string(&mut text);
-        if read.is_ok() && text.is_empty() {
-            return (Record::default(), Found::New);
-        }
-        match read
-            .map_err(|e| e.to_string())
-            .and_then(|_| parse(&text, key))
-        {
-            Ok(r) if !locked || text.ends_with('\n') => (r, Found::Valid),
-            Ok(r) => {
+        let parsed = match crate::smallfile::read(f, 4096, MAX_RECORD_BYTES) {
+            Ok(text) if text.is_empty() => return (Record::default(), Found::New),
+            Ok(text) => parse(&text, key).map(|r| (r, text.ends_with('\n'))),
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
+            Ok((r, whole)) if !locked || whole => (r, Found::Valid),
+            Ok((r, _)) => {
                 self.warn(format!(
                     "lockout record {} had an unfinished last line: rewritten",
                     path.display()
