@@ -2,19 +2,21 @@
 """Regenerates module/hot-text.ld: the module's functions that a refusal runs, placed together.
 
 A login process maps pam_portal.so fresh, and every 64 KiB window of code it first touches
-costs a page fault (BENCHMARKS.md: the largest part of what the module adds to a refusal).
-Left to the linker, the ~200 functions of a locked refusal or a counted failure lie spread over
-the whole 0.9 MB of code. hot-text.ld, passed to the linker by build.rs, gathers them in one
-`.text.hot` output section ahead of `.text`.
+costs a page fault, then pages to unmap at exit (BENCHMARKS.md: the largest part of what the
+module adds to a refusal). Left to the linker, the ~300 functions of a locked refusal or a
+counted failure lie spread over the whole 0.75 MB of code. hot-text.ld, passed to the linker by
+build.rs, gathers them in one `.text.hot` output section ahead of `.text`.
 
-This script builds the module in release mode, runs it through pamtester under valgrind's
-callgrind for each of those paths (an empty password counted, a second one starting a lock, then the
-locked refusal, and `setcred`; no portal), collects the functions the module executed, and writes them as linker-script
-patterns. The patterns leave out the parts of a symbol name that change from one build or
-compiler to the next (the hash of a legacy name, the crate disambiguators of a v0 name), so the
-file stays valid across dependency and compiler updates: a function that no longer exists
-matches nothing, and a new one lands in `.text` as before. Nothing breaks when it is stale; it
-is only slower. Rerun it after changing the refusal paths and commit the result.
+This script builds the module in release mode and runs it through pamtester (with PAM_RHOST,
+as hosts set it) under valgrind's callgrind for each of those paths: an empty password counted,
+a second one starting a lock, the locked refusal, and `setcred`; no portal call. It does so with
+the shipped conf/pam_portal.toml and with a minimal configuration, collects the functions the
+module executed, and writes them as linker-script patterns. A pattern leaves out what changes
+from one build or compiler to the next (the hash of a legacy name, the crate disambiguators of
+a v0 name) when the name is unique; the instances of a generic function share a legacy name, so
+theirs keep the hash (and stop matching when it changes). Nothing breaks when the file is
+stale: a function it misses lands in `.text` as before, which is only slower. Rerun it after
+changing the refusal paths, or the toolchain, and commit the result.
 
 Usage: benches/hot_text.py [--check]   (root: writes a PAM service file to /etc/pam.d)
        --check: exit 1 if hot-text.ld would change
