@@ -30,12 +30,13 @@ import subprocess
 import sys
 import tempfile
 
+# The benchmark's pamtester command line, PAM_RHOST included as hosts set it (the address record
+# and its parsing are part of the path; the example configuration does not deny that address).
+from bench import pamtester
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.path.join(ROOT, "target", "release", "libpam_portal.so")
 OUT = os.path.join(ROOT, "module", "hot-text.ld")
-# Hosts set PAM_RHOST (sshd, OpenVPN, ocserv): the address record and its parsing are part of the
-# path. (TEST-NET-2; the example configuration denies 203.0.113.0/24, not this.)
-RHOST = "198.51.100.23"
 # Functions of the C runtime's crtbeginS.o, run when the module is loaded and unloaded: placed by
 # file, as that object has no section per function.
 CRT = {"frame_dummy", "register_tm_clones", "deregister_tm_clones", "__do_global_dtors_aux"}
@@ -57,7 +58,7 @@ def callgrind_functions(service, user, stdin, tmp, n, op="authenticate"):
     left to defined_functions(): callgrind names code outside `.text` as object "???".)"""
     out = os.path.join(tmp, f"cg.{n}")
     subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}",
-                    "pamtester", "-I", f"rhost={RHOST}", service, user, op],
+                    *pamtester(service, user, op)],
                    input=stdin, capture_output=True, text=True, check=False)
     names, found = {}, set()
     for line in open(out, encoding="utf-8", errors="replace"):

@@ -922,8 +922,7 @@ fn check_owner_and_mode(
     secret: bool,
 ) -> Result<(), ConfigError> {
     let shown = path.display();
-    // geteuid only for a file root does not own (the usual case needs no system call).
-    if meta.uid() != 0 && meta.uid() != crate::pam::geteuid() {
+    if !crate::pam::owned_by_root_or_us(meta.uid()) {
         return Err(ConfigError(format!(
             "{shown}: owned by uid {}, must be owned by root",
             meta.uid()

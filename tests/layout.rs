@@ -4,21 +4,18 @@
 //! process faults in few pages of its code. Read with binutils from the built module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use pam_testkit::run_with_timeout;
 use std::process::Command;
+use std::time::Duration;
 
+/// The standard output of a binutils command, which must succeed.
 fn tool(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (binutils is installed by scripts/install-deps.sh)",
-                args[0]
-            )
-        });
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..]);
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(
         out.status.success(),
-        "{args:?}: {}",
+        "{args:?} (binutils is installed by scripts/install-deps.sh): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -56,8 +56,7 @@ impl FileStore {
                 "lockout directory {shown} is not a directory"
             )));
         }
-        // geteuid only for a directory root does not own (the usual case needs no system call).
-        if meta.uid() != 0 && meta.uid() != crate::pam::geteuid() {
+        if !crate::pam::owned_by_root_or_us(meta.uid()) {
             return Err(StoreError(format!(
                 "lockout directory {shown} is owned by uid {}",
                 meta.uid()

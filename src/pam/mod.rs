@@ -4,6 +4,13 @@
 mod ffi;
 
 pub use ffi::{geteuid, syslog_authpriv};
+
+/// Whether a file or directory owned by `uid` may hold the module's configuration or state:
+/// root's, or the user the module runs as (a host that is not root, the tests). `geteuid` is
+/// asked only when root is not the owner, so the usual case makes no system call.
+pub fn owned_by_root_or_us(uid: u32) -> bool {
+    uid == 0 || uid == geteuid()
+}
 // The libpam client side and terminal helpers, for `pam-portal test-login` (src/admin.rs).
 pub use ffi::{echo_off, getuid, isatty, ClientConversation, EchoOff, PamClient};
 
