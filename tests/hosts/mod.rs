@@ -23,7 +23,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
@@ -718,14 +718,22 @@ pub struct HostProc {
     pub name: String,
     child: Child,
     log: PathBuf,
-    mntns: Option<String>,
+    /// The host's private mount namespace: its (device, inode) and an open handle on it. The
+    /// handle pins the namespace, so its inode number cannot be given to another test's new
+    /// namespace (the kernel reuses the lowest free one) while `stop` kills what is left in it.
+    mntns: Option<((u64, u64), File)>,
     stopped: bool,
 }
 
-fn mnt_ns(pid: &str) -> Option<String> {
-    fs::read_link(format!("/proc/{pid}/ns/mnt"))
+fn ns_id(meta: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+fn mnt_ns(pid: &str) -> Option<(u64, u64)> {
+    fs::metadata(format!("/proc/{pid}/ns/mnt"))
         .ok()
-        .map(|p| p.to_string_lossy().into_owned())
+        .map(|m| ns_id(&m))
 }
 
 impl HostProc {
@@ -773,9 +781,17 @@ impl HostProc {
     fn note_ns(&mut self) {
         if self.mntns.is_none() {
             let own = mnt_ns("self");
-            let ns = mnt_ns(&self.child.id().to_string());
-            if ns.is_some() && ns != own {
-                self.mntns = ns;
+            // Opened first, identified through the open handle: the namespace it names is
+            // pinned from here on, whatever the host does next.
+            let Ok(handle) = File::open(format!("/proc/{}/ns/mnt", self.child.id())) else {
+                return;
+            };
+            let Ok(meta) = handle.metadata() else {
+                return;
+            };
+            let ns = ns_id(&meta);
+            if Some(ns) != own {
+                self.mntns = Some((ns, handle));
             }
         }
     }
@@ -802,9 +818,9 @@ impl HostProc {
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(ns) = self.mntns.clone() {
+        if let Some((ns, _pinned)) = self.mntns.take() {
             for _ in 0..100 {
-                let left = pids_in_mnt_ns(&ns);
+                let left = pids_in_mnt_ns(ns);
                 if left.is_empty() {
                     break;
                 }
@@ -818,13 +834,13 @@ impl HostProc {
     }
 }
 
-fn pids_in_mnt_ns(ns: &str) -> Vec<i32> {
+fn pids_in_mnt_ns(ns: (u64, u64)) -> Vec<i32> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     rd.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|pid| mnt_ns(&pid.to_string()).as_deref() == Some(ns))
+        .filter(|pid| mnt_ns(&pid.to_string()) == Some(ns))
         .collect()
 }
 
