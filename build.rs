@@ -1,4 +1,5 @@
-// Link flags for the cdylibs (pam_portal.so and its HTTP half, http/, which uses this file too):
+// Link flags for the cdylibs (pam_portal.so, the front; libpam_portal_full.so, full/; and the
+// HTTP half, http/; all three use this file):
 // - `-z nodelete`: libpam dlclose()s the module at pam_end(); a host that ran PAM on a thread
 //   which exits afterwards would then run thread-local destructors that point into unmapped
 //   code and segfault. Keeping the object mapped avoids that.
@@ -18,7 +19,7 @@ fn main() {
     }
     // The cdylibs: the module (module/) and the HTTP half (http/).
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
-    if package == "pam_portal_module" {
+    if package == "pam_portal_module" || package == "pam_portal_full" {
         hot_text();
     }
     if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu") {

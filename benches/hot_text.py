@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates module/hot-text.ld: the module's functions that a refusal runs, placed together.
+"""Regenerates module/hot-text.ld and full/hot-text.ld: the functions that a refusal and a counted
+failure run, placed together, in the front (pam_portal.so) and in the full module it loads.
 
 A login process maps pam_portal.so fresh, and every 64 KiB window of code it first touches
 costs a page fault, then pages to unmap at exit (BENCHMARKS.md: the largest part of what the
@@ -36,7 +37,11 @@ from bench import pamtester
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.path.join(ROOT, "target", "release", "libpam_portal.so")
-OUT = os.path.join(ROOT, "module", "hot-text.ld")
+# Each object and its linker script: the front, and the full module (which also defines the
+# library functions the front runs; listing them there too only makes its hot section larger).
+OBJECTS = [(MODULE, os.path.join(ROOT, "module", "hot-text.ld")),
+           (os.path.join(ROOT, "target", "release", "libpam_portal_full.so"),
+            os.path.join(ROOT, "full", "hot-text.ld"))]
 # Functions of the C runtime's crtbeginS.o, run when the module is loaded and unloaded: placed by
 # file, as that object has no section per function.
 CRT = {"frame_dummy", "register_tm_clones", "deregister_tm_clones", "__do_global_dtors_aux"}
@@ -47,9 +52,9 @@ HEADER = """\
 """
 
 
-def defined_functions():
-    """The function symbols the module defines (its symbol table: target/release is unstripped)."""
-    out = subprocess.run(["nm", "--defined-only", MODULE], capture_output=True, text=True, check=True).stdout
+def defined_functions(obj):
+    """The function symbols `obj` defines (its symbol table: target/release is unstripped)."""
+    out = subprocess.run(["nm", "--defined-only", obj], capture_output=True, text=True, check=True).stdout
     return [p[2] for p in (line.split() for line in out.splitlines()) if len(p) == 3 and p[1] in "tTwW"]
 
 
@@ -95,7 +100,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "pam_portal_module"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "pam_portal_module", "-p", "pam_portal_full"],
+                   cwd=ROOT, check=True)
     tmp = tempfile.mkdtemp(prefix="pam_portal-hot.")
     key = os.path.join(tmp, "key")
     # The shipped example configuration, so that the paths are those of a typical one, and a
@@ -134,23 +140,27 @@ user = {{ max_failures = 2, lock_s = 3600 }}
             funcs |= callgrind_functions(service, "mallory", "", tmp, f"{n}.4", "setcred")  # hosts call it too
         finally:
             os.unlink(f"/etc/pam.d/{service}")
-    defined = defined_functions()
-    counts = collections.Counter(loose(s) for s in defined)
-    named = sorted({pattern(s, counts) for s in funcs & set(defined) if s not in {"_init", "_fini"} | CRT})
-    if len(named) < 50:
-        raise SystemExit(f"only {len(named)} functions seen: did the module run? ({tmp})")
-    # `.text.unlikely.`: a function marked cold that a refusal still runs (alloc's grow paths).
-    body = "SECTIONS {\n  .text.hot : {\n"
-    body += "    *crtbegin*.o(.text)\n"  # the C runtime's load and unload hooks, beside _init
-    body += "".join(f"    *(.text.{p} .text.unlikely.{p})\n" for p in named)
-    text = HEADER + body + "  }\n} INSERT BEFORE .text;\n"
-    old = open(OUT).read() if os.path.exists(OUT) else ""
-    if args.check:
-        print("hot-text.ld is current" if old == text else "hot-text.ld is stale: rerun benches/hot_text.py")
-        sys.exit(0 if old == text else 1)
-    with open(OUT, "w") as f:
-        f.write(text)
-    print(f"{OUT}: {len(named)} patterns", file=sys.stderr)
+    stale = False
+    for obj, out in OBJECTS:
+        defined = defined_functions(obj)
+        counts = collections.Counter(loose(s) for s in defined)
+        named = sorted({pattern(s, counts) for s in funcs & set(defined) if s not in {"_init", "_fini"} | CRT})
+        if len(named) < 50:
+            raise SystemExit(f"only {len(named)} functions of {obj} seen: did the module run? ({tmp})")
+        # `.text.unlikely.`: a function marked cold that a refusal still runs (alloc's grow paths).
+        body = "SECTIONS {\n  .text.hot : {\n"
+        body += "    *crtbegin*.o(.text)\n"  # the C runtime's load and unload hooks, beside _init
+        body += "".join(f"    *(.text.{p} .text.unlikely.{p})\n" for p in named)
+        text = HEADER + body + "  }\n} INSERT BEFORE .text;\n"
+        old = open(out).read() if os.path.exists(out) else ""
+        if args.check:
+            print(f"{out} is current" if old == text else f"{out} is stale: rerun benches/hot_text.py")
+            stale |= old != text
+            continue
+        with open(out, "w") as f:
+            f.write(text)
+        print(f"{out}: {len(named)} patterns", file=sys.stderr)
+    sys.exit(1 if stale else 0)
 
 
 if __name__ == "__main__":

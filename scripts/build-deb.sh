@@ -31,10 +31,10 @@ for tool in dpkg-deb dpkg gzip strip; do
 done
 
 if [ -z "$bin_dir" ]; then
-  cargo build --release --locked -p pam_portal_module -p pam_portal --lib --bin pam-portal -p pam_portal_http
+  cargo build --release --locked -p pam_portal_module -p pam_portal_full -p pam_portal --lib --bin pam-portal -p pam_portal_http
   bin_dir="${CARGO_TARGET_DIR:-$root/target}/release"
 fi
-for f in libpam_portal.so libpam_portal_http.so pam-portal; do
+for f in libpam_portal.so libpam_portal_full.so libpam_portal_http.so pam-portal; do
   [ -f "$bin_dir/$f" ] || { echo "build-deb.sh: $bin_dir/$f is missing: build it first (cargo build --release --workspace)" >&2; exit 1; }
 done
 
@@ -50,12 +50,13 @@ trap 'rm -rf "$stage"' EXIT
 umask 022
 chmod 0755 "$stage"
 
-# The module in the multiarch PAM directory, where libpam-modules keeps Debian's own modules,
-# and its HTTP half beside it (the module loads it from its own directory).
+# The module (the front) in the multiarch PAM directory, where libpam-modules keeps Debian's own
+# modules, and the full module and the HTTP half beside it (loaded from the module's directory).
 install -D -m 0644 "$bin_dir/libpam_portal.so" "$stage/lib/$multiarch/security/pam_portal.so"
+install -D -m 0644 "$bin_dir/libpam_portal_full.so" "$stage/lib/$multiarch/security/libpam_portal_full.so"
 install -D -m 0644 "$bin_dir/libpam_portal_http.so" "$stage/lib/$multiarch/security/libpam_portal_http.so"
 install -D -m 0755 "$bin_dir/pam-portal" "$stage/usr/sbin/pam-portal"
-strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/lib/$multiarch/security/pam_portal.so" "$stage/lib/$multiarch/security/libpam_portal_http.so" "$stage/usr/sbin/pam-portal"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/lib/$multiarch/security/pam_portal.so" "$stage/lib/$multiarch/security/libpam_portal_full.so" "$stage/lib/$multiarch/security/libpam_portal_http.so" "$stage/usr/sbin/pam-portal"
 
 # The example configuration as the conffile, mode 0600 (it may come to hold a key inline).
 install -D -m 0600 conf/pam_portal.toml "$stage/etc/security/pam_portal.toml"

@@ -529,6 +529,34 @@ pub struct Config {
     auth: RawAuth,
     prompts: RawPrompts,
     services: BTreeMap<String, (RawAuth, RawPrompts)>,
+    /// The text this was parsed from, when it was read from a file (`load`): what the front's
+    /// digest of this configuration is checked against (src/front.rs).
+    pub source: Option<Source>,
+}
+
+/// What identifies a configuration file's text without keeping it (it may hold a secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub len: u64,
+    /// SipHash-1-3 with fixed keys (`DefaultHasher::new`): the front and the full module are
+    /// one build, and only root can write the file, so no one chooses its collisions.
+    pub hash: u64,
+    /// The file holds a secret inline (`api_key`, a password in `redis_url`), so it must not
+    /// be readable by group or others.
+    pub secret_inline: bool,
+}
+
+impl Source {
+    pub fn of(text: &str, secret_inline: bool) -> Source {
+        use std::hash::{DefaultHasher, Hasher};
+        let mut h = DefaultHasher::new();
+        h.write(text.as_bytes());
+        Source {
+            len: text.len() as u64,
+            hash: h.finish(),
+            secret_inline,
+        }
+    }
 }
 
 /// What one login uses: the file resolved for one PAM service.
@@ -569,7 +597,9 @@ impl Config {
                 meta.mode() & 0o777
             )));
         }
-        Ok(cfg.config)
+        let mut config = cfg.config;
+        config.source = Some(Source::of(&text, cfg.inline_key || cfg.redis_password));
+        Ok(config)
     }
 
     /// Parses and validates text (no file-system checks but the key file's).
@@ -775,6 +805,7 @@ impl Config {
             auth: raw.auth,
             prompts: raw.prompts,
             services,
+            source: None,
         };
 
         // Cross-key checks, per service profile: the phone wait must end before the host gives up.
@@ -828,6 +859,15 @@ impl Config {
     pub fn auth_for(&self, service: &str) -> AuthSettings {
         let none = RawAuth::default();
         let sa = self.services.get(service).map_or(&none, |(a, _)| a);
+        self.auth_over(sa, service)
+    }
+
+    /// `[auth]` for a service without a `[services.NAME]` table of its own.
+    pub fn auth_without_override(&self, service: &str) -> AuthSettings {
+        self.auth_over(&RawAuth::default(), service)
+    }
+
+    fn auth_over(&self, sa: &RawAuth, service: &str) -> AuthSettings {
         let a = &self.auth;
         let vpn = sa
             .vpn_services
@@ -946,7 +986,7 @@ fn check_owner_and_mode(
 
 /// Opens `path` once: checks the owner and mode of the file opened (`check_owner_and_mode`),
 /// then reads it. I/O errors read `<path>: <what><error>`.
-fn read_checked(
+pub(crate) fn read_checked(
     path: &Path,
     secret: bool,
     what: &str,

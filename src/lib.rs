@@ -20,6 +20,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod decision;
+pub mod front;
 pub mod lockout;
 pub mod login;
 pub mod pam;
@@ -85,6 +86,12 @@ fn prepare(
     let settings = config.for_service(service);
     // Files: the directory is checked (and created) now. Redis: connected at the first use.
     let store = lockout::open(&settings.lockout).map_err(|e| Decision::store_error(e.0))?;
+    // What the front needs to refuse early without parsing the file (src/front.rs).
+    if let Err(e) = front::save_digest(&parsed.config, &config) {
+        if parsed.options.debug {
+            pam.log(Priority::Debug, &format!("debug: {e}"));
+        }
+    }
     if parsed.options.debug {
         pam.log(
             Priority::Debug,
@@ -100,7 +107,7 @@ fn log_store_warnings(pam: &LibPam<'_>, store: &dyn Store) {
     }
 }
 
-fn pam_code(d: &Decision) -> PamResultCode {
+pub(crate) fn pam_code(d: &Decision) -> PamResultCode {
     PamResultCode::try_from(d.code as std::os::raw::c_int).unwrap_or(PamResultCode::PAM_ABORT)
 }
 
@@ -118,9 +125,9 @@ fn test_panic_hook() {
 #[cfg(not(debug_assertions))]
 fn test_panic_hook() {}
 
+/// The hooks of the full module, `libpam_portal_full.so` (full/ invokes `pam_hooks!` with
+/// this), which the front (`pam_portal.so`, src/front.rs) hands every login it does not refuse.
 pub struct PamPortal;
-
-pam_bindings::pam_hooks!(PamPortal);
 
 impl PamHooks for PamPortal {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {

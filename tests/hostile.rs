@@ -292,8 +292,8 @@ fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
     out
 }
 
-/// The lockout directory holds only flat records, the prune stamp, the question cache and
-/// temporary files; returns the keys of the records.
+/// The lockout directory holds only flat records, the prune stamp, the question cache, the
+/// front's configuration digest (src/front.rs) and temporary files; returns the keys of the records.
 fn lockdir_keys(env: &Env) -> Vec<(String, Option<Key>)> {
     let mut keys = Vec::new();
     for e in std::fs::read_dir(&env.lockdir).unwrap().flatten() {
@@ -308,8 +308,12 @@ fn lockdir_keys(env: &Env) -> Vec<(String, Option<Key>)> {
             && name[2..]
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() || b == b'~');
+        let digest = name
+            .strip_prefix("config.")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
         let other = name == ".pruned"
             || name == "questions.cache"
+            || digest
             || (name.starts_with('.') && name.ends_with(".tmp"));
         assert!(
             record || other,

@@ -1,7 +1,9 @@
-//! The module's shape as a shared object (issue 7): built on its own from module/, exporting
-//! the PAM entry points and nothing else, with the functions of a refusal gathered in one
-//! `.text.hot` section (module/hot-text.ld, passed to the linker by build.rs) so that a login
-//! process faults in few pages of its code. Read with binutils from the built module.
+//! The module's shape as shared objects (issue 7). The front, pam_portal.so (module/), exports
+//! the PAM entry points and nothing else, and holds no TOML or serde code; the full module,
+//! libpam_portal_full.so (full/), exports them and its version function. Each has the functions
+//! of a refusal and a counted failure gathered in one `.text.hot` section (`<crate>/hot-text.ld`,
+//! passed to the linker by build.rs) so that a login process faults in few pages of its code.
+//! Read with binutils from the built objects.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use pam_testkit::run_with_timeout;
@@ -21,13 +23,17 @@ fn tool(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn module() -> String {
-    pam_testkit::module_path().display().to_string()
+/// The objects: (crate directory, built file).
+const FRONT: (&str, &str) = ("module", "libpam_portal.so");
+const FULL: (&str, &str) = ("full", "libpam_portal_full.so");
+
+fn path(obj: (&str, &str)) -> String {
+    pam_testkit::bin_dir().join(obj.1).display().to_string()
 }
 
 /// (address, size) of a section, from `readelf -SW`.
-fn section(name: &str) -> Option<(u64, u64)> {
-    tool(&["readelf", "-SW", &module()]).lines().find_map(|l| {
+fn section(obj: (&str, &str), name: &str) -> Option<(u64, u64)> {
+    tool(&["readelf", "-SW", &path(obj)]).lines().find_map(|l| {
         let rest = l.split_once(']')?.1;
         let f: Vec<&str> = rest.split_whitespace().collect();
         (f.first() == Some(&name)).then(|| {
@@ -37,9 +43,9 @@ fn section(name: &str) -> Option<(u64, u64)> {
     })
 }
 
-/// (address, mangled name) of every function the module defines.
-fn functions() -> Vec<(u64, String)> {
-    tool(&["nm", "--defined-only", &module()])
+/// (address, mangled name) of every function the object defines.
+fn functions(obj: (&str, &str)) -> Vec<(u64, String)> {
+    tool(&["nm", "--defined-only", &path(obj)])
         .lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
@@ -63,11 +69,10 @@ fn glob(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// The function-name patterns of module/hot-text.ld (`*(.text.<pattern> ...)`).
-fn hot_patterns() -> Vec<String> {
-    let script =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/module/hot-text.ld"))
-            .expect("module/hot-text.ld");
+/// The function-name patterns of `<crate>/hot-text.ld` (`*(.text.<pattern> ...)`).
+fn hot_patterns(obj: (&str, &str)) -> Vec<String> {
+    let file = format!("{}/{}/hot-text.ld", env!("CARGO_MANIFEST_DIR"), obj.0);
+    let script = std::fs::read_to_string(&file).expect(&file);
     script
         .lines()
         .filter_map(|l| l.trim().strip_prefix("*(.text."))
@@ -76,75 +81,138 @@ fn hot_patterns() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_module_exports_the_pam_entry_points_and_nothing_else() {
-    let dynamic = tool(&["nm", "-D", "--defined-only", &module()]);
-    let mut exported: Vec<&str> = dynamic
+const PAM_HOOKS: [&str; 6] = [
+    "pam_sm_acct_mgmt",
+    "pam_sm_authenticate",
+    "pam_sm_chauthtok",
+    "pam_sm_close_session",
+    "pam_sm_open_session",
+    "pam_sm_setcred",
+];
+
+fn exports(obj: (&str, &str)) -> Vec<String> {
+    let dynamic = tool(&["nm", "-D", "--defined-only", &path(obj)]);
+    let mut exported: Vec<String> = dynamic
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
+        .map(str::to_string)
         .collect();
     exported.sort_unstable();
-    assert_eq!(
-        exported,
-        [
-            "pam_sm_acct_mgmt",
-            "pam_sm_authenticate",
-            "pam_sm_chauthtok",
-            "pam_sm_close_session",
-            "pam_sm_open_session",
-            "pam_sm_setcred"
-        ]
-    );
+    exported
 }
 
 #[test]
-fn the_refusal_path_lies_in_the_hot_text_section() {
-    let (start, size) = section(".text.hot")
-        .expect("no .text.hot section: build.rs did not pass module/hot-text.ld to the linker");
-    let (text, _) = section(".text").expect(".text");
+fn the_front_exports_the_pam_entry_points_and_nothing_else() {
+    assert_eq!(exports(FRONT), PAM_HOOKS);
+    let mut full = PAM_HOOKS.to_vec();
+    full.insert(0, "pam_portal_full_version");
+    assert_eq!(exports(FULL), full);
+}
+
+#[test]
+fn the_front_holds_no_configuration_parser_login_or_redis_client() {
+    let names = functions(FRONT);
+    assert!(
+        names.iter().any(|(_, n)| n.contains("5front5early")),
+        "pam_portal::front::early is not in the front"
+    );
+    for absent in [
+        "toml",
+        "serde",
+        "5login5phone",
+        "6portal4wire",
+        "5redis",
+        "6config6Config5parse",
+    ] {
+        let found: Vec<&String> = names
+            .iter()
+            .map(|(_, n)| n)
+            .filter(|n| n.contains(absent))
+            .collect();
+        assert!(
+            found.is_empty(),
+            "the front links {absent}: {:?}",
+            &found[..found.len().min(5)]
+        );
+    }
+}
+
+/// Every function of `obj` that its hot-text.ld names lies in `.text.hot`, which comes before
+/// `.text`; the script names each of `needed`; functions named with `cold` stay out.
+fn check_hot_text(obj: (&str, &str), needed: &[&str], cold: &str) {
+    let (start, size) = section(obj, ".text.hot").unwrap_or_else(|| {
+        panic!(
+            "no .text.hot section in {}: build.rs did not pass {}/hot-text.ld",
+            obj.1, obj.0
+        )
+    });
+    let (text, _) = section(obj, ".text").expect(".text");
     assert!(start + size <= text, ".text.hot should come before .text");
     let hot = |a: &u64| (start..start + size).contains(a);
 
     // The script names the paths of a refusal (benches/hot_text.py found them)...
-    let patterns = hot_patterns();
-    for needed in [
-        "pam_sm_authenticate",
-        "6config6Config5parse",
-        "9FileStore4open",
-        "5audit6report",
-    ] {
+    let patterns = hot_patterns(obj);
+    for needed in needed {
         assert!(
             patterns.iter().any(|p| p.contains(needed)),
-            "module/hot-text.ld does not name {needed}: rerun benches/hot_text.py"
+            "{}/hot-text.ld does not name {needed}: rerun benches/hot_text.py",
+            obj.0
         );
     }
     // ...and every function of this build that a pattern names was placed in .text.hot.
-    let functions = functions();
+    let functions = functions(obj);
     let mut placed = 0;
     for (addr, name) in &functions {
         if patterns.iter().any(|p| glob(p, name)) {
             assert!(
                 hot(addr),
-                "{name} at {addr:#x} is outside .text.hot ({start:#x}+{size:#x})"
+                "{name} at {addr:#x} is outside .text.hot ({start:#x}+{size:#x}) in {}",
+                obj.1
             );
             placed += 1;
         }
     }
     assert!(
         placed >= 50,
-        "only {placed} functions matched module/hot-text.ld"
+        "only {placed} functions matched {}/hot-text.ld",
+        obj.0
     );
     // Code a refusal never runs stays in .text.
-    let masked: Vec<_> = functions
-        .iter()
-        .filter(|(_, n)| n.contains("5login5phone6masked"))
-        .collect();
+    let cold: Vec<_> = functions.iter().filter(|(_, n)| n.contains(cold)).collect();
+    assert!(!cold.is_empty(), "{cold:?} is not in {}", obj.1);
     assert!(
-        !masked.is_empty(),
-        "pam_portal::login::phone::masked is not in the module"
+        cold.iter().all(|(a, _)| !hot(a)),
+        "{cold:?} (not on a refusal's path) should stay out of .text.hot in {}",
+        obj.1
     );
-    assert!(
-        masked.iter().all(|(a, _)| !hot(a)),
-        "the phone-number masking (phone logins only) should stay out of .text.hot"
+}
+
+#[test]
+fn the_refusal_path_lies_in_the_hot_text_section_of_the_front() {
+    // A refusal, and a counted failure's way through the front to the full module; the panic
+    // machinery's symbol demangler is never on those paths.
+    check_hot_text(
+        FRONT,
+        &[
+            "pam_sm_authenticate",
+            "5front5early",
+            "9smallfile4read",
+            "5front7forward",
+        ],
+        "rustc_demangle12try_demangle",
+    );
+}
+
+#[test]
+fn the_counted_failure_path_lies_in_the_hot_text_section_of_the_full_module() {
+    check_hot_text(
+        FULL,
+        &[
+            "pam_sm_authenticate",
+            "6config6Config5parse",
+            "9FileStore4open",
+            "5audit6report",
+        ],
+        "5login5phone6masked",
     );
 }

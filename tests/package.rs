@@ -112,12 +112,20 @@ fn deb_installs_logs_in_through_pamtester_checks_and_purges_cleanly() {
     let ma = multiarch();
     let module = format!("/lib/{ma}/security/pam_portal.so");
     let half = format!("/lib/{ma}/security/libpam_portal_http.so");
+    let full = format!("/lib/{ma}/security/libpam_portal_full.so");
     let admin = "/usr/sbin/pam-portal";
     assert!(
         !known_to_dpkg(),
         "{PKG} is already known to dpkg on this machine: `dpkg -P {PKG}` first (this test would purge it)"
     );
-    for p in [module.as_str(), half.as_str(), admin, CONFFILE, STATE] {
+    for p in [
+        module.as_str(),
+        full.as_str(),
+        half.as_str(),
+        admin,
+        CONFFILE,
+        STATE,
+    ] {
         assert!(
             std::fs::symlink_metadata(p).is_err(),
             "{p} exists already: this test would overwrite and then remove it; move it away first"
@@ -165,6 +173,7 @@ fn deb_installs_logs_in_through_pamtester_checks_and_purges_cleanly() {
         entry(CONFFILE)
     );
     assert!(entry(&module).starts_with("-rw-r--r-- root/root"));
+    assert!(entry(&full).starts_with("-rw-r--r-- root/root"));
     assert!(entry(&half).starts_with("-rw-r--r-- root/root"));
     assert!(entry(admin).starts_with("-rwxr-xr-x root/root"));
     for page in [
@@ -220,7 +229,7 @@ fn deb_installs_logs_in_through_pamtester_checks_and_purges_cleanly() {
     let conf = std::fs::metadata(CONFFILE).unwrap();
     assert_eq!(conf.mode() & 0o777, 0o600);
     assert!(Path::new(&module).is_file() && Path::new(admin).is_file());
-    assert!(Path::new(&half).is_file());
+    assert!(Path::new(&full).is_file() && Path::new(&half).is_file());
 
     // The installed man pages render without warnings.
     for page in [

@@ -1,8 +1,11 @@
-//! The HTTP half (`libpam_portal_http.so`, src/portal/transport.rs): loaded from the module's
-//! directory only when a login needs the portal. A refusal before any portal call works with
-//! the module alone; without a usable half, a portal login is refused as the portal being
-//! unavailable, with the reason logged; a half writable by others, or of another version, is
-//! never loaded.
+//! The module's three objects. `pam_portal.so` is the front (src/front.rs): it refuses globally
+//! denied and locked clients itself, from the digest the full module wrote, and hands every
+//! other login to `libpam_portal_full.so`, loaded from its own directory. The HTTP half
+//! (`libpam_portal_http.so`, src/portal/transport.rs) is loaded, from the same directory, only
+//! when a login needs the portal. A refusal before any portal call works without the half;
+//! without a usable half, a portal login is refused as the portal being unavailable, with the
+//! reason logged; a half writable by others, or of another version, is never loaded. The front
+//! refuses without the full module only from a digest that is current and trusted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use pam_testkit::codes::*;
@@ -12,29 +15,47 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const HALF: &str = "libpam_portal_http.so";
+const FULL: &str = "libpam_portal_full.so";
 
-/// An environment whose stack loads a copy of the module from `<root>/lib/`, beside a copy of
-/// the half (when `half` is given: the bytes to write there).
-fn env_with_copies(sim: &Sim, extra: &str, half: Option<Vec<u8>>) -> (Env, PathBuf) {
+/// An environment whose stack loads a copy of the front from `<root>/lib/`, beside a copy of
+/// the full module (when `full`) and of the HTTP half (when `half` is given: the bytes to
+/// write there).
+fn env_with(sim: &Sim, extra: &str, full: bool, half: Option<Vec<u8>>) -> (Env, PathBuf) {
     let mut env = Env::new(sim, extra);
     let lib = env.root().join("lib");
     std::fs::create_dir_all(&lib).unwrap();
     let module = lib.join("pam_portal.so");
     std::fs::copy(&env.module, &module).unwrap();
     std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if full {
+        install(&lib, FULL, built(FULL));
+    }
     if let Some(bytes) = half {
-        let h = lib.join(HALF);
-        std::fs::write(&h, bytes).unwrap();
-        std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o755)).unwrap();
+        install(&lib, HALF, bytes);
     }
     env.module = module;
     env.stack("test", "");
     (env, lib)
 }
 
-fn built_half() -> Vec<u8> {
-    let p = pam_testkit::bin_dir().join(HALF);
+/// The front and the full module, with or without the half.
+fn env_with_copies(sim: &Sim, extra: &str, half: Option<Vec<u8>>) -> (Env, PathBuf) {
+    env_with(sim, extra, true, half)
+}
+
+fn install(lib: &Path, name: &str, bytes: Vec<u8>) {
+    let p = lib.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn built(name: &str) -> Vec<u8> {
+    let p = pam_testkit::bin_dir().join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn built_half() -> Vec<u8> {
+    built(HALF)
 }
 
 fn alice(env: &Env) -> Outcome {
@@ -149,7 +170,7 @@ fn a_half_of_another_version_is_not_used() {
 }
 
 #[test]
-fn a_symlinked_module_finds_the_half_beside_its_real_file() {
+fn a_symlinked_module_finds_the_full_module_and_the_half_beside_its_real_file() {
     let sim = Sim::start(&fixtures::standard());
     let (mut env, lib) = env_with_copies(&sim, "", Some(built_half()));
     let elsewhere = env.root().join("security");
@@ -157,7 +178,204 @@ fn a_symlinked_module_finds_the_half_beside_its_real_file() {
     let link = elsewhere.join("pam_portal.so");
     std::os::unix::fs::symlink(lib.join("pam_portal.so"), &link).unwrap();
     assert!(!Path::new(&elsewhere.join(HALF)).exists());
+    assert!(!Path::new(&elsewhere.join(FULL)).exists());
     env.module = link;
     env.stack("test", "");
     assert_eq!(alice(&env).auth, Some(PAM_SUCCESS));
+}
+
+// ---- the front -------------------------------------------------------------------------------
+
+const LOCKED_30: &str = "Account has been locked for 30 minutes.";
+
+/// The digest file the full module writes for `env`'s configuration (there is one).
+fn digest_file(env: &Env) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(&env.lockdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("config."))
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one digest in {}: {found:?}",
+        env.lockdir.display()
+    );
+    found[0].clone()
+}
+
+/// Two empty passwords lock mallory (`max_failures = 2`); the full module counts them and
+/// writes the digest on the way.
+fn lock_mallory(env: &Env) {
+    for want in [PAM_AUTH_ERR, PAM_MAXTRIES] {
+        let o = env
+            .login()
+            .user("mallory")
+            .rhost(CLIENT)
+            .answers(&[""])
+            .run();
+        assert_eq!(o.auth, Some(want), "{}", o.describe());
+    }
+}
+
+fn mallory(env: &Env) -> Outcome {
+    env.login()
+        .user("mallory")
+        .rhost(CLIENT)
+        .answers(&["x"])
+        .under_pam_wrapper()
+        .run()
+}
+
+fn expect_full_missing(o: &Outcome, lib: &Path) {
+    assert_eq!(o.auth, Some(PAM_SERVICE_ERR), "{}", o.describe());
+    let log = log_text(o);
+    let why = format!(
+        "cannot load the full module of pam_portal: not found (looked for {})",
+        lib.join(FULL).display()
+    );
+    assert!(log.contains(&why), "expected {why:?} in the log:\n{log}");
+}
+
+#[test]
+fn the_front_alone_refuses_a_locked_client_and_hands_the_rest_over() {
+    let sim = Sim::start(&fixtures::standard());
+    let (env, lib) = env_with(&sim, "[lockout]\nuser = { max_failures = 2 }\n", true, None);
+    lock_mallory(&env);
+    digest_file(&env);
+    // Without the full module: the front refuses the locked user as the full module did, with
+    // the same message, code and log line, and no prompt.
+    std::fs::remove_file(lib.join(FULL)).unwrap();
+    let o = mallory(&env);
+    assert_eq!(o.auth, Some(PAM_MAXTRIES), "{}", o.describe());
+    assert!(o.prompts().is_empty(), "{}", o.describe());
+    assert_eq!(o.errors(), [LOCKED_30], "{}", o.describe());
+    let log = log_text(&o);
+    assert!(
+        log.contains("result=fail reason=user_locked user=mallory rhost=198.51.100.7"),
+        "{log}"
+    );
+    // Anyone not locked goes on to the full module: without it, a configuration error.
+    let o = env
+        .login()
+        .rhost(CLIENT)
+        .answers(&[ALICE_PW, ALICE_ANSWER])
+        .under_pam_wrapper()
+        .run();
+    expect_full_missing(&o, &lib);
+    // acct_mgmt is the full module's too.
+    let o = env
+        .login()
+        .user("mallory")
+        .rhost(CLIENT)
+        .answers(&["x"])
+        .acct()
+        .under_pam_wrapper()
+        .run();
+    assert_eq!(o.acct, Some(PAM_SERVICE_ERR), "{}", o.describe());
+    assert!(sim.calls().is_empty(), "{:?}", sim.calls());
+}
+
+#[test]
+fn an_edited_configuration_is_not_judged_by_the_old_digest() {
+    let sim = Sim::start(&fixtures::standard());
+    let (env, _) = env_with_copies(
+        &sim,
+        "[access]\ndeny = [\"198.51.100.0/24\"]\n",
+        Some(built_half()),
+    );
+    for _ in 0..2 {
+        let o = env.login().rhost(CLIENT).answers(&[ALICE_PW]).run();
+        assert_eq!(o.auth, Some(PAM_PERM_DENIED), "{}", o.describe());
+        assert!(o.prompts().is_empty(), "{}", o.describe());
+    }
+    let before = std::fs::read_to_string(digest_file(&env)).unwrap();
+    // The deny list is gone: the next login is asked for its password (the front's digest
+    // still lists the block, but it was made from another text).
+    env.write_config(&std::fs::read_to_string(&env.config).unwrap().replace(
+        "deny = [\"198.51.100.0/24\"]",
+        "deny = [\"203.0.113.0/24\"]",
+    ));
+    let o = env
+        .login()
+        .rhost(CLIENT)
+        .answers(&[ALICE_PW, ALICE_ANSWER])
+        .run();
+    assert_eq!(o.auth, Some(PAM_SUCCESS), "{}", o.describe());
+    let after = std::fs::read_to_string(digest_file(&env)).unwrap();
+    assert_ne!(before, after, "the full module rewrote the digest");
+    assert!(after.contains("deny 203.0.113.0/24"), "{after}");
+}
+
+#[test]
+fn a_damaged_or_untrusted_digest_is_not_used() {
+    let sim = Sim::start(&fixtures::standard());
+    let (env, lib) = env_with(&sim, "[lockout]\nuser = { max_failures = 2 }\n", true, None);
+    lock_mallory(&env);
+    let digest = digest_file(&env);
+    let good = std::fs::read(&digest).unwrap();
+    std::fs::rename(lib.join(FULL), lib.join("full.away")).unwrap();
+    let cases: [(&str, Vec<u8>, u32); 3] = [
+        ("cut short", good[..good.len() - 4].to_vec(), 0o600),
+        ("garbled", b"\x00\xffnot a digest\n".to_vec(), 0o600),
+        ("writable by others", good.clone(), 0o666),
+    ];
+    for (what, bytes, mode) in cases {
+        std::fs::write(&digest, &bytes).unwrap();
+        std::fs::set_permissions(&digest, std::fs::Permissions::from_mode(mode)).unwrap();
+        // The front does not decide: the login goes to the (missing) full module.
+        expect_full_missing(&mallory(&env), &lib);
+        // With the full module back, the refusal is the same, and the digest is rewritten.
+        std::fs::rename(lib.join("full.away"), lib.join(FULL)).unwrap();
+        let o = mallory(&env);
+        assert_eq!(o.auth, Some(PAM_MAXTRIES), "{what}: {}", o.describe());
+        assert_eq!(o.errors(), [LOCKED_30], "{what}: {}", o.describe());
+        assert_eq!(std::fs::read(&digest).unwrap(), good, "{what}: rewritten");
+        let mode = std::fs::metadata(&digest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{what}");
+        std::fs::rename(lib.join(FULL), lib.join("full.away")).unwrap();
+        // And the front decides alone again.
+        assert_eq!(mallory(&env).auth, Some(PAM_MAXTRIES), "{what}");
+    }
+}
+
+#[test]
+fn a_full_module_of_another_version_is_not_used() {
+    let sim = Sim::start(&fixtures::standard());
+    let (env, lib) = env_with_copies(&sim, "", Some(built_half()));
+    let version = concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes();
+    let mut bytes = built(FULL);
+    let other: Vec<u8> = version
+        .iter()
+        .map(|b| if b.is_ascii_digit() { b'9' } else { *b })
+        .collect();
+    let mut patched = 0;
+    let mut i = 0;
+    while i + version.len() <= bytes.len() {
+        if &bytes[i..i + version.len()] == version {
+            bytes[i..i + version.len()].copy_from_slice(&other);
+            patched += 1;
+            i += version.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(
+        patched > 0,
+        "the full module's version string was not found"
+    );
+    install(&lib, FULL, bytes);
+    let o = alice(&env);
+    assert_eq!(o.auth, Some(PAM_SERVICE_ERR), "{}", o.describe());
+    let log = log_text(&o);
+    let other = String::from_utf8_lossy(&other[..other.len() - 1]).into_owned();
+    assert!(
+        log.contains("cannot load the full module of pam_portal")
+            && log.contains(&format!("version {other}")),
+        "{log}"
+    );
 }

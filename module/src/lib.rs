@@ -1,5 +1,7 @@
-//! pam_portal.so: the `pam_sm_*` entry points of the `pam_portal` library (src/lib.rs, where
-//! `pam_hooks!` defines them), linked into a cdylib of their own. See Cargo.toml for why this
-//! crate exists; there is no code here.
+//! pam_portal.so: the front of the module ([`portal::front::PamFront`], src/front.rs), linked
+//! into a cdylib of its own. It refuses globally denied and locked clients itself and hands
+//! every other login to libpam_portal_full.so (full/). There is no code here.
 
-pub use portal::PamPortal;
+use portal::front::PamFront;
+
+pam_bindings::pam_hooks!(PamFront);

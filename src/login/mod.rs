@@ -196,25 +196,13 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             self.debug("no usable client address in PAM_RHOST");
         }
 
-        // 2. Global lists: refused at once.
-        if !access::global_allows(&s.access, addr) {
-            return Decision::ip_denied();
-        }
-
-        // 3. Locks: refused at once, no prompt, no portal call.
-        let l = &s.lockout;
-        let keys = Keys::new(&self.user, addr, l);
-        if let Err(d) = first_lock(
-            self.store,
-            self.now,
-            [
-                (keys.ip.as_ref(), &l.ip, Reason::IpLocked),
-                (Some(&keys.user), &l.user, Reason::UserLocked),
-                (Some(&keys.phone), &l.phone, Reason::PhoneLocked),
-            ],
+        // 2–3. Global lists and locks: refused at once.
+        let keys = match early_refusal(
+            &self.user, addr, &s.access, &s.lockout, self.store, self.now,
         ) {
-            return d;
-        }
+            Ok(keys) => keys,
+            Err(d) => return d,
+        };
 
         // 4. The password.
         let password = match self.password() {
@@ -598,6 +586,36 @@ impl Keys {
             phone: Key::Phone(user.0.clone()),
         }
     }
+}
+
+/// SPEC §4 steps 2 and 3, the refusals before any prompt: a client address the global lists
+/// refuse, then a locked address, username or phone factor. The full login runs this, and so
+/// does the front (src/front.rs) before the rest of the module is loaded: one rule for both.
+/// `Ok` carries the login's record keys.
+pub(crate) fn early_refusal(
+    user: &RawUser,
+    addr: Option<IpAddr>,
+    access: &crate::config::AccessSettings,
+    l: &LockoutSettings,
+    store: &dyn Store,
+    now: u64,
+) -> Result<Keys, Decision> {
+    // 2. Global lists: refused at once.
+    if !access::global_allows(access, addr) {
+        return Err(Decision::ip_denied());
+    }
+    // 3. Locks: refused at once, no prompt, no portal call.
+    let keys = Keys::new(user, addr, l);
+    first_lock(
+        store,
+        now,
+        [
+            (keys.ip.as_ref(), &l.ip, Reason::IpLocked),
+            (Some(&keys.user), &l.user, Reason::UserLocked),
+            (Some(&keys.phone), &l.phone, Reason::PhoneLocked),
+        ],
+    )?;
+    Ok(keys)
 }
 
 /// SPEC §4 step 3 and §6: the first of `checks` (absent keys skipped) that is locked, as a

@@ -46,6 +46,12 @@ fn half() -> Result<&'static Api, String> {
 
 /// Where the half may be, most specific first.
 pub fn candidates() -> Vec<PathBuf> {
+    candidates_for(FILE_NAME)
+}
+
+/// Where a file of the module's own (`name`: a half) is looked for: beside the module, or,
+/// for the admin command and tests, beside the executable and in the module directories.
+pub fn candidates_for(name: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     match own_object() {
         // The module (or another shared object built from this crate): its own directory only.
@@ -70,7 +76,7 @@ pub fn candidates() -> Vec<PathBuf> {
     }
     let mut out: Vec<PathBuf> = Vec::new();
     for d in dirs {
-        let p = d.join(FILE_NAME);
+        let p = d.join(name);
         if !out.contains(&p) {
             out.push(p);
         }
@@ -188,7 +194,7 @@ fn open(path: &Path) -> Result<&'static Api, String> {
     Ok(api)
 }
 
-fn dlerror() -> String {
+pub(crate) fn dlerror() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl call on
     // this thread; it is copied at once.
     let e = unsafe { libc::dlerror() };

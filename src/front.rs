@@ -1,0 +1,674 @@
+//! The front: what `pam_portal.so` decides on its own, before the rest of the module is loaded.
+//!
+//! `pam_portal.so` (the `module/` crate) is this file's hooks and the little they reach: the
+//! early refusals of SPEC §4 steps 2–3 (a client the global lists refuse; a locked address,
+//! username or phone factor), which need no prompt, no portal and no TOML parser. Every other
+//! login, and `acct_mgmt`, is handed to the full module, `libpam_portal_full.so` (the `full/`
+//! crate: [`crate::PamPortal`]), loaded from the front's own directory on first use.
+//!
+//! The front does not parse the configuration. The full module, once it has loaded and
+//! validated a file, writes a **digest** of what the early refusals need into the lockout
+//! directory, stamped with the length and hash of the file's text ([`Source`]). The front reads
+//! the file (checking owner and mode as the full module does), and uses the digest only if it
+//! was made from exactly that text by this version; anything else (no digest, a stale, damaged
+//! or untrusted one, an edited file, the Redis backend, `debug`, a bad argument, an unreadable
+//! store) hands the login over, and the full module decides and reports as it always did. So
+//! the front can refuse only what the full module would refuse, with the same code, message
+//! and log line (both call [`crate::login::early_refusal`] and [`crate::audit::report`]).
+//!
+//! Decided here (the contract is silent): a digest is trusted for the file's text alone; the
+//! files the text names (the API key file, `ca_file`) are checked when a login goes on to the
+//! portal, so a locked client is refused as locked even if, say, the key file has since gone.
+#![allow(unsafe_code)] // the loader of the full module (`full()`, `forward()`)
+
+use crate::access::{self, Cidr};
+use crate::audit::{self, Who};
+use crate::config::{self, AccessSettings, Backend, Config, LockoutSettings, Policy, Source};
+use crate::decision::{Decision, Reason};
+use crate::lockout::files::FileStore;
+use crate::lockout::{self, Store};
+use crate::login::{self, RealWorld, World};
+use crate::pam::{LibPam, Pam, Priority};
+use crate::Args;
+use pam_bindings::constants::{PamFlag, PamResultCode};
+use pam_bindings::module::{PamHandle, PamHooks};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The full module's file, beside `pam_portal.so`.
+pub const FULL_FILE_NAME: &str = "libpam_portal_full.so";
+/// Its function naming the version it belongs to (`extern "C" fn() -> *const c_char`).
+const VERSION_SYMBOL: &CStr = c"pam_portal_full_version";
+/// The version both halves must share (digest and hand-over are one build's business).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+const MAGIC: &str = "pam_portal-front-digest 1";
+const DEFAULT_DIR: &str = "/var/lib/pam_portal";
+const MAX_DIGEST_BYTES: u64 = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The digest: what the early refusals need from one configuration file.
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub source: Source,
+    pub version: String,
+    pub backend: Backend,
+    pub dir: PathBuf,
+    pub user: Policy,
+    pub ip: Policy,
+    pub ipv6_prefix: u8,
+    pub phone: Policy,
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+    /// `[auth] fail_delay_ms`, and each `[services.NAME]`'s own value.
+    pub fail_delay_ms: u64,
+    pub services: Vec<(String, u64)>,
+}
+
+impl Digest {
+    /// The digest of a configuration read from a file (`Config::load`).
+    pub fn of(c: &Config) -> Option<Digest> {
+        let services = c
+            .service_names()
+            .into_iter()
+            .map(|n| {
+                let ms = c.auth_for(&n).fail_delay_ms;
+                (n, ms)
+            })
+            .collect();
+        Some(Digest {
+            source: c.source?,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: c.lockout.backend,
+            dir: c.lockout.dir.clone(),
+            user: c.lockout.user,
+            ip: c.lockout.ip,
+            ipv6_prefix: c.lockout.ipv6_prefix,
+            phone: c.lockout.phone,
+            allow: c.access.allow.clone(),
+            deny: c.access.deny.clone(),
+            fail_delay_ms: c.auth_without_override("").fail_delay_ms,
+            services,
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut t = String::new();
+        let p = |t: &mut String, name: &str, p: &Policy| {
+            let _ = writeln!(t, "{name} {} {} {}", p.max_failures, p.window_s, p.lock_s);
+        };
+        let _ = writeln!(t, "{MAGIC} {}", self.version);
+        let s = &self.source;
+        let _ = writeln!(
+            t,
+            "source {} {:016x} {}",
+            s.len,
+            s.hash,
+            u8::from(s.secret_inline)
+        );
+        let backend = match self.backend {
+            Backend::Files => "files",
+            Backend::Redis => "redis",
+        };
+        let _ = writeln!(t, "backend {backend}");
+        let _ = writeln!(t, "dir {}", lockout::hex(self.dir.as_os_str().as_bytes()));
+        p(&mut t, "user", &self.user);
+        p(&mut t, "ip", &self.ip);
+        let _ = writeln!(t, "ipv6_prefix {}", self.ipv6_prefix);
+        p(&mut t, "phone", &self.phone);
+        for c in &self.allow {
+            let _ = writeln!(t, "allow {c}");
+        }
+        for c in &self.deny {
+            let _ = writeln!(t, "deny {c}");
+        }
+        let _ = writeln!(t, "fail_delay_ms {}", self.fail_delay_ms);
+        for (name, ms) in &self.services {
+            let _ = writeln!(t, "service {} {ms}", lockout::hex(name.as_bytes()));
+        }
+        t.push_str("end\n");
+        t
+    }
+
+    /// The digest in `text`, or `None` for anything but a complete, well-formed one.
+    pub fn parse(text: &str) -> Option<Digest> {
+        if !text.ends_with("\nend\n") {
+            return None; // cut short
+        }
+        let mut lines = text.lines();
+        let version = lines.next()?.strip_prefix(MAGIC)?.strip_prefix(' ')?;
+        let mut d = Digest {
+            source: Source {
+                len: 0,
+                hash: 0,
+                secret_inline: false,
+            },
+            version: version.to_string(),
+            backend: Backend::Files,
+            dir: PathBuf::new(),
+            user: config::DEFAULT_USER_POLICY,
+            ip: config::DEFAULT_USER_POLICY,
+            ipv6_prefix: 64,
+            phone: config::DEFAULT_PHONE_POLICY,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            fail_delay_ms: 0,
+            services: Vec::new(),
+        };
+        // Every line but the repeated ones exactly once, in this order.
+        let mut seen = String::new();
+        for line in lines {
+            let mut w = line.split(' ');
+            let tag = w.next()?;
+            let args: Vec<&str> = w.collect();
+            let n = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok());
+            let policy = || -> Option<Policy> {
+                (args.len() == 3).then_some(())?;
+                Some(Policy {
+                    max_failures: u32::try_from(n(0)?).ok()?,
+                    window_s: n(1)?,
+                    lock_s: n(2)?,
+                })
+            };
+            match (tag, args.len()) {
+                ("source", 3) => {
+                    d.source = Source {
+                        len: n(0)?,
+                        hash: u64::from_str_radix(args[1], 16).ok()?,
+                        secret_inline: match args[2] {
+                            "0" => false,
+                            "1" => true,
+                            _ => return None,
+                        },
+                    }
+                }
+                ("backend", 1) => {
+                    d.backend = match args[0] {
+                        "files" => Backend::Files,
+                        "redis" => Backend::Redis,
+                        _ => return None,
+                    }
+                }
+                ("dir", 1) => {
+                    let bytes = lockout::unhex(args[0])?;
+                    d.dir = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+                }
+                ("user", _) => d.user = policy()?,
+                ("ip", _) => d.ip = policy()?,
+                ("phone", _) => d.phone = policy()?,
+                ("ipv6_prefix", 1) => d.ipv6_prefix = u8::try_from(n(0)?).ok()?,
+                ("allow", 1) => d.allow.push(Cidr::parse(args[0]).ok()?),
+                ("deny", 1) => d.deny.push(Cidr::parse(args[0]).ok()?),
+                ("fail_delay_ms", 1) => d.fail_delay_ms = n(0)?,
+                ("service", 2) => {
+                    let name = String::from_utf8(lockout::unhex(args[0])?).ok()?;
+                    d.services.push((name, n(1)?));
+                }
+                ("end", 0) => {
+                    seen.push('e');
+                    continue;
+                }
+                _ => return None,
+            }
+            if seen.ends_with('e') {
+                return None; // a line after `end`
+            }
+            if !matches!(tag, "allow" | "deny" | "service") {
+                seen.push_str(tag);
+                seen.push(',');
+            }
+        }
+        let expected = "source,backend,dir,user,ip,ipv6_prefix,phone,fail_delay_ms,e";
+        (seen == expected && d.dir.is_absolute()).then_some(d)
+    }
+
+    fn fail_delay_for(&self, service: &str) -> u64 {
+        self.services
+            .iter()
+            .find(|(n, _)| n == service)
+            .map_or(self.fail_delay_ms, |(_, ms)| *ms)
+    }
+
+    fn lockout(&self) -> LockoutSettings {
+        LockoutSettings {
+            dir: self.dir.clone(),
+            backend: Backend::Files,
+            redis: None,
+            user: self.user,
+            ip: self.ip,
+            ipv6_prefix: self.ipv6_prefix,
+            phone: self.phone,
+        }
+    }
+}
+
+/// Where the digest of the configuration file `config` lives in lockout directory `dir`.
+pub fn digest_path(dir: &Path, config: &Path) -> PathBuf {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(config.as_os_str().as_bytes());
+    // 16 hex digits, as `{:016x}` would write them.
+    let mut name = String::from("config.");
+    name.push_str(&lockout::hex(&h.finish().to_be_bytes()));
+    dir.join(name)
+}
+
+/// The full module's side: after loading `c` from `config` (and opening its lockout
+/// directory), writes its digest unless the one there already says the same. A digest that
+/// cannot be written only means the front hands every login over; `Err` says why.
+pub fn save_digest(config: &Path, c: &Config) -> Result<(), String> {
+    // The front refuses early only with the file backend: no digest for Redis.
+    let Some(d) = Digest::of(c).filter(|d| d.backend == Backend::Files) else {
+        return Ok(());
+    };
+    let path = digest_path(&d.dir, config);
+    let text = d.to_text();
+    if read_trusted(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    let tmp = d.dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map_or("config".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+/// A small file that only root (or the effective user) could have written.
+fn read_trusted(path: &Path) -> Result<String, String> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() || !crate::pam::owned_by_root_or_us(meta.uid()) || meta.mode() & 0o022 != 0 {
+        return Err("not trusted".into());
+    }
+    crate::smallfile::read(&mut f, 1024, MAX_DIGEST_BYTES).map_err(|e| e.to_string())
+}
+
+/// `[lockout] dir` as a plain reading of the text finds it: a `dir = "…"` (no escapes) or
+/// `dir = '…'` line under a `[lockout]` header, else the default. A file written otherwise
+/// (dotted keys, an inline table, escapes) gets a wrong answer here, which costs nothing but
+/// speed: the digest it leads to is not there, or was not made from this text.
+pub fn lockout_dir_of(text: &str) -> PathBuf {
+    let mut in_lockout = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            let name = h.split(']').next().unwrap_or("").trim();
+            in_lockout = name == "lockout" && !h.starts_with('[');
+            continue;
+        }
+        if !in_lockout {
+            continue;
+        }
+        let Some(rest) = t.strip_prefix("dir") else {
+            continue;
+        };
+        let Some(v) = rest.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        let v = v.trim_start();
+        let quoted = |q: char| {
+            let inner = v.strip_prefix(q)?;
+            let end = inner.find(q)?;
+            let value = &inner[..end];
+            (q == '\'' || !value.contains('\\')).then(|| PathBuf::from(value))
+        };
+        if let Some(p) = quoted('"').or_else(|| quoted('\'')) {
+            return p;
+        }
+    }
+    PathBuf::from(DEFAULT_DIR)
+}
+
+/// The digest for the configuration file at `config`, if it is trusted, current and for the
+/// file backend; `None` hands the login over.
+fn current_digest(config: &Path) -> Option<Digest> {
+    let (meta, text) = config::read_checked(config, false, "").ok()?;
+    let dir = lockout_dir_of(&text);
+    let d = Digest::parse(&read_trusted(&digest_path(&dir, config)).ok()?)?;
+    let source = Source::of(&text, d.source.secret_inline);
+    let current = d.source == source
+        && d.version == env!("CARGO_PKG_VERSION")
+        && d.dir == dir
+        && d.backend == Backend::Files
+        && !(d.source.secret_inline && meta.mode() & 0o044 != 0);
+    current.then_some(d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The front's decision.
+
+/// An early refusal, or `None`: the full module decides. Store warnings met on the way are
+/// logged either way.
+pub fn early<P: Pam>(pam: &mut P, args: &Args, service: &str, now: u64) -> Option<Decision> {
+    if args.options.debug {
+        return None; // the full module writes the debug lines
+    }
+    let d = current_digest(&args.config)?;
+    let user = pam.user().ok()?;
+    let delay = d.fail_delay_for(service);
+    if delay > 0 {
+        pam.fail_delay(delay);
+    }
+    let addr = access::parse_rhost(pam.rhost().as_deref());
+    let lockout = d.lockout();
+    let store = FileStore::open(&lockout.dir, lockout::longest_window(&lockout)).ok()?;
+    let access = AccessSettings {
+        allow: d.allow,
+        deny: d.deny,
+        users: Default::default(),
+    };
+    let refusal = login::early_refusal(&user, addr, &access, &lockout, &store, now).err();
+    for w in store.take_warnings() {
+        pam.log(Priority::Warning, &w);
+    }
+    refusal.filter(|r| {
+        matches!(
+            r.reason,
+            Reason::IpDenied | Reason::IpLocked | Reason::UserLocked | Reason::PhoneLocked
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hooks of pam_portal.so.
+
+pub struct PamFront;
+
+impl PamHooks for PamFront {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        if let Ok(parsed) = Args::parse(&args) {
+            let mut pam = LibPam::new(pamh, flags);
+            let service = pam.service();
+            if let Some(d) = early(&mut pam, &parsed, &service, RealWorld::default().now()) {
+                let rhost = pam.rhost();
+                let user = pam.user().ok();
+                let who = Who {
+                    hook: "auth",
+                    user: user.as_ref().map(|u| u.0.as_slice()),
+                    rhost: rhost.as_deref(),
+                    service: &service,
+                };
+                audit::report(&mut pam, &d, &who);
+                return crate::pam_code(&d);
+            }
+        }
+        forward(pamh, Hook::Authenticate, &args, flags)
+    }
+
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        forward(pamh, Hook::AcctMgmt, &args, flags)
+    }
+
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hand-over to libpam_portal_full.so.
+
+type HookFn = unsafe extern "C" fn(*mut PamHandle, PamFlag, c_int, *const *const c_char) -> c_int;
+
+#[derive(Clone, Copy)]
+enum Hook {
+    Authenticate,
+    AcctMgmt,
+}
+
+struct Full {
+    authenticate: HookFn,
+    acct_mgmt: HookFn,
+}
+
+static FULL: OnceLock<Full> = OnceLock::new();
+
+/// Runs `hook` of the full module with the arguments libpam gave the front.
+fn forward(pamh: &mut PamHandle, hook: Hook, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let full = match FULL.get() {
+        Some(f) => f,
+        None => match load_full() {
+            Ok(f) => FULL.get_or_init(|| f),
+            Err(why) => {
+                let pam = LibPam::new(pamh, flags);
+                pam.log(
+                    Priority::Err,
+                    &format!("result=error reason=bad_config {why}"),
+                );
+                return PamResultCode::PAM_SERVICE_ERR;
+            }
+        },
+    };
+    let f = match hook {
+        Hook::Authenticate => full.authenticate,
+        Hook::AcctMgmt => full.acct_mgmt,
+    };
+    // libpam's argv, rebuilt from the strings it points to (alive for this call).
+    let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    let argc = c_int::try_from(argv.len()).unwrap_or(0);
+    // SAFETY: `f` is the full module's pam_sm_* hook, called as libpam would call it: the live
+    // handle, the flags, and an argv of `argc` NUL-terminated strings.
+    let rc = unsafe { f(pamh, flags, argc, argv.as_ptr()) };
+    PamResultCode::try_from(rc).unwrap_or(PamResultCode::PAM_ABORT)
+}
+
+fn load_full() -> Result<Full, String> {
+    let euid = crate::pam::geteuid();
+    let mut why = Vec::new();
+    let candidates = crate::portal::transport::candidates_for(FULL_FILE_NAME);
+    for path in &candidates {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                why.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        if let Err(e) = crate::portal::transport::trusted(&meta, euid) {
+            why.push(format!("{}: {e}", path.display()));
+            continue;
+        }
+        match open_full(path) {
+            Ok(f) => return Ok(f),
+            Err(e) => why.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if why.is_empty() {
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        why.push(format!("not found (looked for {})", looked.join(", ")));
+    }
+    Err(format!(
+        "cannot load the full module of pam_portal: {}",
+        why.join("; ")
+    ))
+}
+
+fn open_full(path: &Path) -> Result<Full, String> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| "NUL in path".to_string())?;
+    // SAFETY: dlopen of a file checked by `trusted` (owned by root or us, not writable by
+    // others); RTLD_LOCAL keeps its symbols (pam_sm_* among them) out of the global scope.
+    let handle = unsafe {
+        libc::dlopen(
+            c.as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NODELETE,
+        )
+    };
+    if handle.is_null() {
+        return Err(crate::portal::transport::dlerror());
+    }
+    let sym = |name: &CStr| -> Result<*mut c_void, String> {
+        // SAFETY: a symbol of the object just opened.
+        let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
+        if p.is_null() {
+            Err(format!("no symbol {}", name.to_string_lossy()))
+        } else {
+            Ok(p)
+        }
+    };
+    // SAFETY: the full module's version function (full/src/lib.rs) returns a NUL-terminated
+    // static string.
+    let version = unsafe {
+        let f = std::mem::transmute::<*mut c_void, extern "C" fn() -> *const c_char>(sym(
+            VERSION_SYMBOL,
+        )?);
+        CStr::from_ptr(f())
+    };
+    if version.to_bytes_with_nul() != VERSION.as_bytes() {
+        return Err(format!(
+            "version {}, the front is {}",
+            version.to_string_lossy(),
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    // SAFETY: pam_sm_* of a PAM module have the HookFn signature (pam-bindings' pam_hooks!).
+    unsafe {
+        Ok(Full {
+            authenticate: std::mem::transmute::<*mut c_void, HookFn>(sym(c"pam_sm_authenticate")?),
+            acct_mgmt: std::mem::transmute::<*mut c_void, HookFn>(sym(c"pam_sm_acct_mgmt")?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest() -> Digest {
+        Digest {
+            source: Source::of("[portal]\nurl = \"x\"\n", true),
+            version: "0.1.0".into(),
+            backend: Backend::Files,
+            dir: PathBuf::from("/var/lib/pam portal/ä"),
+            user: Policy {
+                max_failures: 3,
+                window_s: 60,
+                lock_s: 3600,
+            },
+            ip: config::DEFAULT_USER_POLICY,
+            ipv6_prefix: 56,
+            phone: config::DEFAULT_PHONE_POLICY,
+            allow: vec![
+                Cidr::parse("10.0.0.0/8").unwrap(),
+                Cidr::parse("2001:db8::/32").unwrap(),
+            ],
+            deny: vec![Cidr::parse("10.1.2.3").unwrap()],
+            fail_delay_ms: 2000,
+            services: vec![("open vpn".into(), 0), ("sshd".into(), 500)],
+        }
+    }
+
+    #[test]
+    fn the_digest_file_is_named_by_sixteen_hex_digits_of_the_configuration_path() {
+        use std::hash::{DefaultHasher, Hasher};
+        let mut h = DefaultHasher::new();
+        h.write(b"/etc/security/pam_portal.toml");
+        let want = format!("/var/lib/pam_portal/config.{:016x}", h.finish());
+        let p = digest_path(
+            Path::new("/var/lib/pam_portal"),
+            Path::new("/etc/security/pam_portal.toml"),
+        );
+        assert_eq!(p, PathBuf::from(want));
+    }
+
+    #[test]
+    fn a_digest_reads_back_as_written() {
+        let d = digest();
+        assert_eq!(Digest::parse(&d.to_text()), Some(d.clone()));
+        assert_eq!(d.fail_delay_for("sshd"), 500);
+        assert_eq!(d.fail_delay_for("open vpn"), 0);
+        assert_eq!(d.fail_delay_for("login"), 2000);
+    }
+
+    #[test]
+    fn a_damaged_digest_is_none() {
+        let text = digest().to_text();
+        // Every truncation, every dropped or doubled line, a line after `end`.
+        for cut in 0..text.len() {
+            assert_eq!(Digest::parse(&text[..cut]), None, "cut at {cut}");
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for i in 0..lines.len() {
+            let repeated = matches!(
+                lines[i].split(' ').next(),
+                Some("allow" | "deny" | "service")
+            );
+            let mut fewer = lines.clone();
+            fewer.remove(i);
+            if !repeated {
+                assert_eq!(
+                    Digest::parse(&(fewer.join("\n") + "\n")),
+                    None,
+                    "without line {i}"
+                );
+                let mut more = lines.clone();
+                more.insert(i, lines[i]);
+                assert_eq!(
+                    Digest::parse(&(more.join("\n") + "\n")),
+                    None,
+                    "line {i} twice"
+                );
+            }
+        }
+        for bad in [
+            "user 3 60",
+            "user -1 60 60",
+            "source 1 zz 0",
+            "backend ldap",
+            "dir 2f2",
+            "allow 10.0.0.0/40",
+        ] {
+            let t = text.replace(
+                lines
+                    .iter()
+                    .find(|l| l.starts_with(bad.split(' ').next().unwrap()))
+                    .unwrap(),
+                bad,
+            );
+            assert_eq!(Digest::parse(&t), None, "{bad}");
+        }
+        assert_eq!(Digest::parse(&format!("{text}user 1 1 1\n")), None);
+        let dir_line = format!("dir {}\n", lockout::hex("/var/lib/pam portal/ä".as_bytes()));
+        assert!(text.contains(&dir_line), "{text}");
+        let relative = text.replace(&dir_line, &format!("dir {}\n", lockout::hex(b"var/lib")));
+        assert_eq!(Digest::parse(&relative), None, "a relative directory");
+    }
+
+    #[test]
+    fn the_lockout_dir_is_read_from_plain_lines_only() {
+        let dir = |t: &str| lockout_dir_of(t).display().to_string();
+        assert_eq!(dir("[portal]\nurl = \"x\"\n"), DEFAULT_DIR);
+        assert_eq!(dir("[lockout]\ndir = \"/srv/lock\"\n"), "/srv/lock");
+        assert_eq!(dir("[ lockout ]  # c\n  dir='/srv/l'  # c\n"), "/srv/l");
+        assert_eq!(
+            dir("[portal]\ndir = \"/no\"\n[lockout]\nuser = {}\n"),
+            DEFAULT_DIR
+        );
+        assert_eq!(dir("[lockout]\ndir = \"/a\\u0062\"\n"), DEFAULT_DIR);
+        assert_eq!(dir("[[lockout]]\ndir = \"/no\"\n"), DEFAULT_DIR);
+        assert_eq!(dir("[lockout]\ndirectory = \"/no\"\n"), DEFAULT_DIR);
+    }
+}
