@@ -6,7 +6,8 @@ one run so that ratios stay meaningful on a shared machine:
 
   1. a full password + question login through pamtester, a fresh process per login (as sshd
      does), against curl making the same HTTPS calls over one connection in one fresh process;
-  2. a locked username refused, against pam_faillock.so refusing a locked user (same driver);
+  2. a locked username refused, against pam_faillock.so refusing a locked user (same driver),
+     with each telling the user, with neither (PAM_SILENT), and with pam_faillock `silent`;
   3. failure recording by 32 concurrent processes, against pam_faillock.so under the same load:
      throughput and exactness of the counts;
   4. logins per second at 1, 8 and 32 concurrent clients;
@@ -39,7 +40,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 MODULE = os.path.join(REL, "libpam_portal.so")
-HALF = os.path.join(REL, "libpam_portal_http.so")  # loaded by the module for portal calls only
+FULL = os.path.join(REL, "libpam_portal_full.so")  # loaded by the front for logins it does not refuse
+HALF = os.path.join(REL, "libpam_portal_http.so")  # loaded by the full module for portal calls only
 SECURITY = "/lib/x86_64-linux-gnu/security"
 PW, ANSWER = "Bench-Pass1!", "Rex"
 API_USER, API_KEY = "SL300003", "bench-key-5e1d"
@@ -148,9 +150,9 @@ dir = "{lock}"
         os.chmod(cfg, 0o600)
         return cfg, self.service(name, f"auth required {MODULE} config={cfg}\n")
 
-    def faillock_service(self, name, opts, authsucc=False):
+    def faillock_service(self, name, opts, authsucc=False, silent=True):
         """pam_faillock.so around pam_deny.so: every attempt fails and is recorded."""
-        text = f"""auth required {SECURITY}/pam_faillock.so preauth silent {opts}
+        text = f"""auth required {SECURITY}/pam_faillock.so preauth {'silent ' if silent else ''}{opts}
 auth [success=1 default=bad] {SECURITY}/pam_deny.so
 auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
 """
@@ -217,15 +219,22 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
     # -- 2. locked refusal vs pam_faillock -------------------------------------------------
     def locked(self):
         cfg, svc = self.module_service("locked", "user = { max_failures = 3, lock_s = 3600 }\n")
-        self.lock_out(svc, "mallory")
+        self.lock_out(svc, "mallory")  # counted by the full module, which writes the front's digest
         fdir = os.path.join(self.tmp, "faillock")
         os.makedirs(fdir, exist_ok=True)
         opts = f"deny=3 unlock_time=3600 nodelay dir={fdir}"
         fsvc = self.faillock_service("faillock", opts, authsucc=True)
         for _ in range(3):
             self.once(pamtester(fsvc, "nobody"), "x\n")
+        # Three ways to compare. `preauth silent` (pam_faillock's manual page) tells the user
+        # nothing, while pam_portal tells the user why (SPEC §5); without `silent` pam_faillock
+        # tells the user too (two lines); with the PAM_SILENT flag neither says anything.
+        told = self.faillock_service("faillock-told", opts, authsucc=True, silent=False)
         ours = (pamtester(svc, "mallory"), "", 1)
         theirs = (pamtester(fsvc, "nobody"), "", 1)
+        theirs_told = (pamtester(told, "nobody"), "", 1)
+        ours_quiet = (pamtester(svc, "mallory", "authenticate(PAM_SILENT)"), "", 1)
+        theirs_quiet = (pamtester(fsvc, "nobody", "authenticate(PAM_SILENT)"), "", 1)
         # The same process with pam_permit.so alone: what neither module costs.
         psvc = self.service("locked-permit", f"auth required {SECURITY}/pam_permit.so\n")
         bare = (pamtester(psvc, "nobody"), "", 0)
@@ -238,11 +247,58 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         fload = (pamtester(flsvc, "nobody", "setcred"), "", 0)
         # A few milliseconds each, with a difference of a few percent: many more runs than the rest.
         runs = max(self.runs, 300)
-        m, f, p, ml, fl = self.interleaved(ours, theirs, bare, load, fload, runs=runs)
+        m, f, ft, mq, fq, p, ml, fl = self.interleaved(ours, theirs, theirs_told, ours_quiet, theirs_quiet,
+                                                       bare, load, fload, runs=runs)
         return {"runs": runs, "module_ms": m, "faillock_ms": f, "permit_ms": p, "ratio": m / f,
+                "faillock_told_ms": ft, "told_ratio": m / ft,
+                "module_quiet_ms": mq, "faillock_quiet_ms": fq, "quiet_ratio": mq / fq,
                 "module_added_ms": m - p, "faillock_added_ms": f - p,
                 "module_load_ms": ml - p, "faillock_load_ms": fl - p,
                 "module_work_ms": m - ml, "faillock_work_ms": f - fl}
+
+    def phases(self, rounds=400):
+        """The locked refusal by phase, in a C driver (benches/pam_phases.c) run as a fresh
+        process per login like pamtester: pam_start (loading the modules), pam_authenticate,
+        pam_end, and the rest of the process (exec, libraries, exit), as medians over shuffled
+        rounds, for the module, pam_faillock and pam_permit.so alone."""
+        drv = os.path.join(self.tmp, "pam_phases")
+        sh(["gcc", "-O2", "-o", drv, os.path.join(ROOT, "benches", "pam_phases.c"), "-lpam"])
+        cfg, svc = self.module_service("phases", "user = { max_failures = 3, lock_s = 3600 }\n")
+        self.lock_out(svc, "mallory")
+        fdir = os.path.join(self.tmp, "faillock-phases")
+        os.makedirs(fdir, exist_ok=True)
+        opts = f"deny=3 unlock_time=3600 nodelay dir={fdir}"
+        fsvc = self.faillock_service("faillock-phases", opts, authsucc=True)
+        for _ in range(3):
+            self.once(pamtester(fsvc, "nobody"), "x\n")
+        psvc = self.service("permit-phases", f"auth required {SECURITY}/pam_permit.so\n")
+        cmds = {"pam_portal": [drv, svc, "mallory", RHOST], "pam_faillock": [drv, fsvc, "nobody", RHOST],
+                "pam_permit": [drv, psvc, "nobody", RHOST]}
+        samples = {k: [] for k in cmds}
+        names = list(cmds)
+        for _ in range(rounds):
+            self.rng.shuffle(names)
+            for n in names:
+                t = time.perf_counter()
+                p = subprocess.run(cmds[n], capture_output=True, text=True)
+                wall = (time.perf_counter() - t) * 1e6
+                start, auth, end = (float(x) for x in p.stdout.split())
+                samples[n].append((wall, start, auth, end, wall - start - auth - end))
+        out = {}
+        for n, rows in samples.items():
+            med = [statistics.median(c) for c in zip(*rows)]
+            out[n] = dict(zip(["wall_us", "pam_start_us", "authenticate_us", "pam_end_us", "rest_us"], med))
+        # The decision's log line (SPEC §8), which pam_faillock does not write on this path: its
+        # first call in a process, with and without the time zone already read.
+        cost = os.path.join(self.tmp, "syslog_cost")
+        sh(["gcc", "-O2", "-o", cost, os.path.join(ROOT, "benches", "syslog_cost.c")])
+        cold = [[float(x) for x in sh([cost]).stdout.split()] for _ in range(rounds // 2)]
+        warm = [[float(x) for x in sh([cost, "tz"]).stdout.split()] for _ in range(rounds // 2)]
+        out["syslog"] = {"first_line_us": statistics.median(r[1] for r in cold),
+                         "tzset_us": statistics.median(r[0] for r in warm),
+                         "first_line_after_tzset_us": statistics.median(r[1] for r in warm),
+                         "second_line_us": statistics.median(r[2] for r in cold)}
+        return out
 
     # -- 3. concurrent failure recording vs pam_faillock ----------------------------------
     def concurrent_failures(self, procs=32, total=640, rounds=5):
@@ -337,9 +393,9 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
 
         def crates_of(pkg):
             tree = sh(["cargo", "tree", "-p", pkg, "-e", "normal", "--prefix", "none"], cwd=ROOT).stdout
-            return {l.split()[0] for l in tree.splitlines() if l.strip()} - {pkg}
+            return {l.split()[0] for l in tree.splitlines() if l.strip()} - {pkg, "pam_portal"}
 
-        module_crates, half_crates = crates_of("pam_portal"), crates_of("pam_portal_http")
+        module_crates, half_crates = crates_of("pam_portal_module"), crates_of("pam_portal_http")
         _, svc = self.module_service("rss")
         psvc = self.service("permit", f"auth required {SECURITY}/pam_permit.so\n")
 
@@ -352,7 +408,8 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
 
         ours = statistics.median(maxrss(svc, f"{PW}\n{ANSWER}\n") for _ in range(5))
         base = statistics.median(maxrss(psvc, "") for _ in range(5))
-        return {"stripped_bytes": stripped_size(MODULE), "half_stripped_bytes": stripped_size(HALF),
+        return {"stripped_bytes": stripped_size(MODULE), "full_stripped_bytes": stripped_size(FULL),
+                "half_stripped_bytes": stripped_size(HALF),
                 "crates": len(module_crates), "half_crates": len(half_crates),
                 "all_crates": len(module_crates | half_crates),
                 "rss_kib": ours, "rss_permit_kib": base, "rss_added_kib": ours - base}
@@ -389,11 +446,30 @@ def report(r, runs):
         "| measurement | pam_portal | reference | ratio (≤ 1.0 is the goal) |",
         "|---|---|---|---|",
         f"| full password + question login, fresh process (pamtester) vs curl making the same 2 HTTPS calls on one connection | {f['module_ms']:.1f} ms | curl {f['curl_ms']:.1f} ms | {f['ratio']:.2f} |",
-        f"| locked username refused (pamtester) vs pam_faillock.so refusing a locked user ({l['runs']} runs) | {l['module_ms']:.2f} ms | pam_faillock {l['faillock_ms']:.2f} ms | {l['ratio']:.2f} |",
-        f"| the same, above pamtester with pam_permit.so alone ({l['permit_ms']:.2f} ms) | +{l['module_added_ms']:.2f} ms | pam_faillock +{l['faillock_added_ms']:.2f} ms | {l['module_added_ms'] / l['faillock_added_ms']:.2f} |",
+        f"| locked username refused (pamtester, {l['runs']} runs), each module telling the user (pam_faillock's `preauth` without `silent`) | {l['module_ms']:.3f} ms | pam_faillock {l['faillock_told_ms']:.3f} ms | {l['told_ratio']:.3f} |",
+        f"| the same, neither telling the user (the PAM_SILENT flag) | {l['module_quiet_ms']:.3f} ms | pam_faillock {l['faillock_quiet_ms']:.3f} ms | {l['quiet_ratio']:.3f} |",
+        f"| the same, pam_portal telling the user, pam_faillock `preauth silent` (its manual's example) | {l['module_ms']:.3f} ms | pam_faillock {l['faillock_ms']:.3f} ms | {l['ratio']:.3f} |",
+        f"| the last, above pamtester with pam_permit.so alone ({l['permit_ms']:.2f} ms) | +{l['module_added_ms']:.2f} ms | pam_faillock +{l['faillock_added_ms']:.2f} ms | {l['module_added_ms'] / l['faillock_added_ms']:.2f} |",
         f"| of which loading the module (`setcred` of a stack that loads it) | +{l['module_load_ms']:.2f} ms | pam_faillock +{l['faillock_load_ms']:.2f} ms | |",
         f"| of which the refusal itself | {l['module_work_ms']:.2f} ms | pam_faillock {l['faillock_work_ms']:.2f} ms | {l['module_work_ms'] / l['faillock_work_ms']:.2f} |",
         f"| failures recorded by {c['procs']} concurrent processes ({c['total'] // c['rounds']} per burst, {c['rounds']} alternating bursts each) | {c['module_per_s']:.0f}/s, counted {c['module_counted']}/{c['total']} | pam_faillock {c['faillock_per_s']:.0f}/s, counted {c['faillock_counted']}/{c['total']} | {c['pair_ratio']:.2f} (median over the bursts of faillock's rate / ours, each pair side by side: ≤ 1.0 means ours is at least as fast) |",
+        "",
+        "The locked refusal by PAM call (benches/pam_phases.c, a fresh process per login as above, "
+        "medians of 400 shuffled rounds, µs):",
+        "",
+        "| | whole process | pam_start (loads the stack) | pam_authenticate | pam_end | the rest (exec, libraries, exit) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in ("pam_portal", "pam_faillock", "pam_permit"):
+        ph = r["phases"][n]
+        lines.append(f"| {n} | {ph['wall_us']:.0f} | {ph['pam_start_us']:.0f} | {ph['authenticate_us']:.0f} | "
+                     f"{ph['pam_end_us']:.0f} | {ph['rest_us']:.0f} |")
+    sl = r["phases"]["syslog"]
+    lines += [
+        "",
+        f"The first log line of a fresh process (benches/syslog_cost.c; pam_portal writes one per decision, SPEC §8; "
+        f"pam_faillock writes none on this path): {sl['first_line_us']:.0f} µs, of which reading the time zone "
+        f"{sl['tzset_us']:.0f} µs; a later line {sl['second_line_us']:.1f} µs.",
         "",
         "| concurrent clients | full logins per second | succeeded |",
         "|---|---|---|",
@@ -404,8 +480,10 @@ def report(r, runs):
         lines += [""] + redis_report(r["redis"])
     lines += [
         "",
-        f"Module: pam_portal.so {s['stripped_bytes'] / 1e6:.2f} MB stripped ({s['crates']} crates in its dependency tree), "
-        f"plus the HTTP half libpam_portal_http.so {s['half_stripped_bytes'] / 1e6:.2f} MB ({s['half_crates']} crates), "
+        f"Module: pam_portal.so (the front) {s['stripped_bytes'] / 1e6:.2f} MB stripped, "
+        f"the full module libpam_portal_full.so {s['full_stripped_bytes'] / 1e6:.2f} MB, loaded for logins the front does not refuse "
+        f"(both built from the pam_portal library: {s['crates']} crates in its dependency tree), "
+        f"and the HTTP half libpam_portal_http.so {s['half_stripped_bytes'] / 1e6:.2f} MB ({s['half_crates']} crates), "
         f"loaded only for portal calls; {s['all_crates']} crates in all; "
         f"resident memory of a pamtester login {s['rss_kib']} KiB against {s['rss_permit_kib']} KiB with pam_permit.so "
         f"(+{s['rss_added_kib']} KiB).",
@@ -419,7 +497,8 @@ def main():
     ap.add_argument("--only-redis", action="store_true", help="only the Redis backend beside the file backend")
     ap.add_argument("--no-redis", action="store_true", help="skip the Redis backend's measurements")
     ap.add_argument("--write", action="store_true", help="rewrite the results section of BENCHMARKS.md")
-    ap.add_argument("--only", choices=["locked", "conc"], help="one measurement, printed as JSON (quick checks)")
+    ap.add_argument("--only", choices=["locked", "conc", "phases"],
+                    help="one measurement, printed as JSON (quick checks; phases: the locked refusal by PAM call)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark writes PAM service files to /etc/pam.d")
@@ -428,14 +507,14 @@ def main():
         b.build()
         b.start_sim()
         if args.only:
-            out = b.locked() if args.only == "locked" else b.concurrent_failures()
+            out = {"locked": b.locked, "conc": b.concurrent_failures, "phases": b.phases}[args.only]()
         elif args.only_redis:
             if not b.start_redis():
                 raise SystemExit("redis-server is not installed (scripts/deps/redis.txt)")
             rd = b.redis_vs_files()
         else:
-            results = {"full": b.full_login(), "locked": b.locked(), "conc": b.concurrent_failures(),
-                       "rate": b.throughput(), "size": b.footprint()}
+            results = {"full": b.full_login(), "locked": b.locked(), "phases": b.phases(),
+                       "conc": b.concurrent_failures(), "rate": b.throughput(), "size": b.footprint()}
             if not args.no_redis and b.start_redis():
                 results["redis"] = b.redis_vs_files()
     finally:
