@@ -476,35 +476,11 @@ fn forward(pamh: &mut PamHandle, hook: Hook, args: &[&CStr], flags: PamFlag) -> 
 }
 
 fn load_full() -> Result<Full, String> {
-    let euid = crate::pam::geteuid();
-    let mut why = Vec::new();
-    let candidates = crate::portal::transport::candidates_for(FULL_FILE_NAME);
-    for path in &candidates {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                why.push(format!("{}: {e}", path.display()));
-                continue;
-            }
-        };
-        if let Err(e) = crate::portal::transport::trusted(&meta, euid) {
-            why.push(format!("{}: {e}", path.display()));
-            continue;
-        }
-        match open_full(path) {
-            Ok(f) => return Ok(f),
-            Err(e) => why.push(format!("{}: {e}", path.display())),
-        }
-    }
-    if why.is_empty() {
-        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        why.push(format!("not found (looked for {})", looked.join(", ")));
-    }
-    Err(format!(
-        "cannot load the full module of pam_portal: {}",
-        why.join("; ")
-    ))
+    crate::portal::transport::load_object(
+        FULL_FILE_NAME,
+        "the full module of pam_portal",
+        open_full,
+    )
 }
 
 fn open_full(path: &Path) -> Result<Full, String> {

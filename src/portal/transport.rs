@@ -124,9 +124,19 @@ pub fn trusted(meta: &std::fs::Metadata, euid: u32) -> Result<(), String> {
 }
 
 fn load() -> Result<&'static Api, String> {
+    load_object(FILE_NAME, "the HTTP half of pam_portal", open)
+}
+
+/// One of the module's own objects (`name`), from the first of [`candidates_for`] that exists,
+/// is [`trusted`] and that `open` accepts; else why not, as "cannot load `what`: …".
+pub(crate) fn load_object<T>(
+    name: &str,
+    what: &str,
+    open: impl Fn(&Path) -> Result<T, String>,
+) -> Result<T, String> {
     let euid = crate::pam::geteuid();
     let mut why = Vec::new();
-    let candidates = candidates();
+    let candidates = candidates_for(name);
     for path in &candidates {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
@@ -141,7 +151,7 @@ fn load() -> Result<&'static Api, String> {
             continue;
         }
         match open(path) {
-            Ok(api) => return Ok(api),
+            Ok(object) => return Ok(object),
             Err(e) => why.push(format!("{}: {e}", path.display())),
         }
     }
@@ -149,10 +159,7 @@ fn load() -> Result<&'static Api, String> {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         why.push(format!("not found (looked for {})", looked.join(", ")));
     }
-    Err(format!(
-        "cannot load the HTTP half of pam_portal: {}",
-        why.join("; ")
-    ))
+    Err(format!("cannot load {what}: {}", why.join("; ")))
 }
 
 fn open(path: &Path) -> Result<&'static Api, String> {
