@@ -295,6 +295,7 @@ fn deb_installs_logs_in_through_pamtester_checks_and_purges_cleanly() {
     let f = run(admin, &["--config", &cfg, "check"]);
     let out = ok(&f, "pam-portal check");
     assert!(out.contains(&format!("ok: module {module}")), "{out}");
+    assert!(out.contains(&format!("ok: full module {full}")), "{out}");
     assert!(out.contains("accepted the service account"), "{out}");
     let f = run(admin, &["check", "--offline"]);
     assert_eq!(

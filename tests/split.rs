@@ -379,3 +379,93 @@ fn a_full_module_of_another_version_is_not_used() {
         "{log}"
     );
 }
+
+/// What a client sees and what the log says of one login: code, messages, prompts, and the
+/// decision line with the service's name taken out.
+fn seen(env: &Env, service: &str, user: &str, rhost: Option<&str>) -> (Option<i32>, String) {
+    // No answer to a prompt: a conversation error, nothing counted, so each login leaves the
+    // records as it found them.
+    let mut l = env.login().service(service).user(user).answers(&[]);
+    if let Some(r) = rhost {
+        l = l.rhost(r);
+    }
+    let o = l.under_pam_wrapper().run();
+    let decision: Vec<String> = o
+        .log_lines()
+        .iter()
+        .filter(|l| l.text.contains("result="))
+        .map(|l| {
+            l.text
+                .replace(&format!("({service}:"), "(")
+                .replace(&format!("service={service}"), "service=")
+        })
+        .collect();
+    let shown = format!(
+        "prompts={:?} errors={:?} log={decision:?}",
+        o.prompts().len(),
+        o.errors()
+    );
+    (o.auth, shown)
+}
+
+#[test]
+fn the_front_and_the_full_module_refuse_alike() {
+    // The same logins decided by the front (stack "test") and by the full module ("debug"
+    // makes the front hand every login over): the same code, messages and decision line.
+    let sim = Sim::start(&fixtures::standard());
+    let (env, lib) = env_with_copies(
+        &sim,
+        "[access]\ndeny = [\"203.0.113.0/24\", \"2001:db8:bad::/48\"]\n\
+         [lockout]\nuser = { max_failures = 2 }\nip = { max_failures = 2, ipv6_prefix = 56 }\n",
+        Some(built_half()),
+    );
+    env.stack("full", "debug");
+    // Lock an IPv6 /56 and a username (empty passwords: counted, no portal call).
+    for rhost in ["2001:db8:1:100::1", "2001:db8:1:1ff::2"] {
+        env.login().user("carol").rhost(rhost).answers(&[""]).run();
+    }
+    for _ in 0..2 {
+        env.login()
+            .user("mallory")
+            .rhost("192.0.2.9")
+            .answers(&[""])
+            .run();
+    }
+    digest_file(&env);
+    let cases: [(&str, Option<&str>); 9] = [
+        ("alice", Some("203.0.113.5")),            // denied
+        ("alice", Some("[2001:db8:bad::1%eth0]")), // denied, bracketed with a zone
+        ("alice", Some("::ffff:203.0.113.9")),     // denied, mapped IPv4
+        ("alice", Some("2001:db8:1:1ab::7")),      // the locked /56
+        ("mallory", Some("198.51.100.7")),         // the locked username
+        ("mallory", None),                         // locked, no address
+        ("mallory", Some("host.example")),         // locked, a host name
+        ("alice", Some("2001:db8:1:200::1")),      // next /56: not locked
+        ("bob", Some("198.51.100.8")),             // nothing: the password prompt
+    ];
+    // The full module's answers first; then, with the full module gone, the front's: each
+    // refusal must be the same, and the rest handed over (and so failing here).
+    let full: Vec<_> = cases
+        .iter()
+        .map(|(user, rhost)| seen(&env, "full", user, *rhost))
+        .collect();
+    std::fs::rename(lib.join(FULL), lib.join("full.away")).unwrap();
+    let mut refused = 0;
+    for ((user, rhost), full) in cases.iter().zip(full) {
+        let front = seen(&env, "test", user, *rhost);
+        if matches!(full.0, Some(PAM_PERM_DENIED | PAM_MAXTRIES)) {
+            assert_eq!(front, full, "{user} from {rhost:?}");
+            refused += 1;
+        } else {
+            assert_eq!(
+                front.0,
+                Some(PAM_SERVICE_ERR),
+                "{user} from {rhost:?} is handed over"
+            );
+        }
+    }
+    assert_eq!(
+        refused, 7,
+        "seven of the nine are refused before any prompt"
+    );
+}
