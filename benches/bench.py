@@ -217,15 +217,21 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         return {"module_ms": m, "curl_ms": c, "ratio": m / c}
 
     # -- 2. locked refusal vs pam_faillock -------------------------------------------------
-    def locked(self):
-        cfg, svc = self.module_service("locked", "user = { max_failures = 3, lock_s = 3600 }\n")
+    def locked_pair(self, name):
+        """mallory locked out of the module and nobody out of pam_faillock (3 failures each):
+        (module config, module service, pam_faillock's options, pam_faillock service)."""
+        cfg, svc = self.module_service(name, "user = { max_failures = 3, lock_s = 3600 }\n")
         self.lock_out(svc, "mallory")  # counted by the full module, which writes the front's digest
-        fdir = os.path.join(self.tmp, "faillock")
+        fdir = os.path.join(self.tmp, f"faillock-{name}")
         os.makedirs(fdir, exist_ok=True)
         opts = f"deny=3 unlock_time=3600 nodelay dir={fdir}"
-        fsvc = self.faillock_service("faillock", opts, authsucc=True)
+        fsvc = self.faillock_service(f"faillock-{name}", opts, authsucc=True)
         for _ in range(3):
             self.once(pamtester(fsvc, "nobody"), "x\n")
+        return cfg, svc, opts, fsvc
+
+    def locked(self):
+        cfg, svc, opts, fsvc = self.locked_pair("locked")
         # Three ways to compare. `preauth silent` (pam_faillock's manual page) tells the user
         # nothing, while pam_portal tells the user why (SPEC §5); without `silent` pam_faillock
         # tells the user too (two lines); with the PAM_SILENT flag neither says anything.
@@ -263,14 +269,7 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         rounds, for the module, pam_faillock and pam_permit.so alone."""
         drv = os.path.join(self.tmp, "pam_phases")
         sh(["gcc", "-O2", "-o", drv, os.path.join(ROOT, "benches", "pam_phases.c"), "-lpam"])
-        cfg, svc = self.module_service("phases", "user = { max_failures = 3, lock_s = 3600 }\n")
-        self.lock_out(svc, "mallory")
-        fdir = os.path.join(self.tmp, "faillock-phases")
-        os.makedirs(fdir, exist_ok=True)
-        opts = f"deny=3 unlock_time=3600 nodelay dir={fdir}"
-        fsvc = self.faillock_service("faillock-phases", opts, authsucc=True)
-        for _ in range(3):
-            self.once(pamtester(fsvc, "nobody"), "x\n")
+        _, svc, _, fsvc = self.locked_pair("phases")
         psvc = self.service("permit-phases", f"auth required {SECURITY}/pam_permit.so\n")
         cmds = {"pam_portal": [drv, svc, "mallory", RHOST], "pam_faillock": [drv, fsvc, "nobody", RHOST],
                 "pam_permit": [drv, psvc, "nobody", RHOST]}

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/security/pam_portal.toml";
+/// `[lockout] dir` when the file names none.
+pub const DEFAULT_LOCKOUT_DIR: &str = "/var/lib/pam_portal";
 
 /// A configuration problem, worded for the log: `<file> line N: <what>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,7 +313,7 @@ pub struct PortalSettings {
     pub honor_ip_restriction: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockoutSettings {
     pub dir: PathBuf,
     pub backend: Backend,
@@ -482,13 +484,13 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserAccess {
     pub allow: Vec<Cidr>,
     pub deny: Vec<Cidr>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccessSettings {
     pub allow: Vec<Cidr>,
     pub deny: Vec<Cidr>,
@@ -534,12 +536,20 @@ pub struct Config {
     pub source: Option<Source>,
 }
 
+/// SipHash-1-3 with fixed keys (`DefaultHasher::new`), the same in every process of one build.
+pub fn hash64(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
 /// What identifies a configuration file's text without keeping it (it may hold a secret).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Source {
     pub len: u64,
-    /// SipHash-1-3 with fixed keys (`DefaultHasher::new`): the front and the full module are
-    /// one build, and only root can write the file, so no one chooses its collisions.
+    /// [`hash64`] of the text: the front and the full module are one build, and only root can
+    /// write the file, so no one chooses its collisions.
     pub hash: u64,
     /// The file holds a secret inline (`api_key`, a password in `redis_url`), so it must not
     /// be readable by group or others.
@@ -548,12 +558,9 @@ pub struct Source {
 
 impl Source {
     pub fn of(text: &str, secret_inline: bool) -> Source {
-        use std::hash::{DefaultHasher, Hasher};
-        let mut h = DefaultHasher::new();
-        h.write(text.as_bytes());
         Source {
             len: text.len() as u64,
-            hash: h.finish(),
+            hash: hash64(text.as_bytes()),
             secret_inline,
         }
     }
@@ -751,9 +758,7 @@ impl Config {
         let lockout = LockoutSettings {
             backend,
             redis,
-            dir: l
-                .dir
-                .unwrap_or_else(|| PathBuf::from("/var/lib/pam_portal")),
+            dir: l.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_LOCKOUT_DIR)),
             user: policy(l.user, DEFAULT_USER_POLICY),
             ip: policy(
                 Some(RawPolicy {

@@ -28,11 +28,11 @@ use crate::decision::{Decision, Reason};
 use crate::lockout::files::FileStore;
 use crate::lockout::{self, Store};
 use crate::login::{self, RealWorld, World};
-use crate::pam::{LibPam, Pam, Priority};
+use crate::pam::{LibPam, Pam, Priority, RawUser};
 use crate::Args;
 use pam_bindings::constants::{PamFlag, PamResultCode};
 use pam_bindings::module::{PamHandle, PamHooks};
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -47,7 +47,6 @@ const VERSION_SYMBOL: &CStr = c"pam_portal_full_version";
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
 const MAGIC: &str = "pam_portal-front-digest 1";
-const DEFAULT_DIR: &str = "/var/lib/pam_portal";
 const MAX_DIGEST_BYTES: u64 = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
@@ -57,14 +56,12 @@ const MAX_DIGEST_BYTES: u64 = 64 * 1024;
 pub struct Digest {
     pub source: Source,
     pub version: String,
-    pub backend: Backend,
-    pub dir: PathBuf,
-    pub user: Policy,
-    pub ip: Policy,
-    pub ipv6_prefix: u8,
-    pub phone: Policy,
-    pub allow: Vec<Cidr>,
-    pub deny: Vec<Cidr>,
+    /// `[lockout]` as the full module resolved it (`redis` is always `None`: no digest is
+    /// written for that backend).
+    pub lockout: LockoutSettings,
+    /// The global lists of `[access]` (`users` is always empty: per-user policies come after
+    /// the password, in the full module).
+    pub access: AccessSettings,
     /// `[auth] fail_delay_ms`, and each `[services.NAME]`'s own value.
     pub fail_delay_ms: u64,
     pub services: Vec<(String, u64)>,
@@ -84,14 +81,15 @@ impl Digest {
         Some(Digest {
             source: c.source?,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            backend: c.lockout.backend,
-            dir: c.lockout.dir.clone(),
-            user: c.lockout.user,
-            ip: c.lockout.ip,
-            ipv6_prefix: c.lockout.ipv6_prefix,
-            phone: c.lockout.phone,
-            allow: c.access.allow.clone(),
-            deny: c.access.deny.clone(),
+            lockout: LockoutSettings {
+                redis: None,
+                ..c.lockout.clone()
+            },
+            access: AccessSettings {
+                allow: c.access.allow.clone(),
+                deny: c.access.deny.clone(),
+                users: Default::default(),
+            },
             fail_delay_ms: c.auth_without_override("").fail_delay_ms,
             services,
         })
@@ -111,20 +109,21 @@ impl Digest {
             s.hash,
             u8::from(s.secret_inline)
         );
-        let backend = match self.backend {
+        let l = &self.lockout;
+        let backend = match l.backend {
             Backend::Files => "files",
             Backend::Redis => "redis",
         };
         let _ = writeln!(t, "backend {backend}");
-        let _ = writeln!(t, "dir {}", lockout::hex(self.dir.as_os_str().as_bytes()));
-        p(&mut t, "user", &self.user);
-        p(&mut t, "ip", &self.ip);
-        let _ = writeln!(t, "ipv6_prefix {}", self.ipv6_prefix);
-        p(&mut t, "phone", &self.phone);
-        for c in &self.allow {
+        let _ = writeln!(t, "dir {}", lockout::hex(l.dir.as_os_str().as_bytes()));
+        p(&mut t, "user", &l.user);
+        p(&mut t, "ip", &l.ip);
+        let _ = writeln!(t, "ipv6_prefix {}", l.ipv6_prefix);
+        p(&mut t, "phone", &l.phone);
+        for c in &self.access.allow {
             let _ = writeln!(t, "allow {c}");
         }
-        for c in &self.deny {
+        for c in &self.access.deny {
             let _ = writeln!(t, "deny {c}");
         }
         let _ = writeln!(t, "fail_delay_ms {}", self.fail_delay_ms);
@@ -149,14 +148,16 @@ impl Digest {
                 secret_inline: false,
             },
             version: version.to_string(),
-            backend: Backend::Files,
-            dir: PathBuf::new(),
-            user: config::DEFAULT_USER_POLICY,
-            ip: config::DEFAULT_USER_POLICY,
-            ipv6_prefix: 64,
-            phone: config::DEFAULT_PHONE_POLICY,
-            allow: Vec::new(),
-            deny: Vec::new(),
+            lockout: LockoutSettings {
+                dir: PathBuf::new(),
+                backend: Backend::Files,
+                redis: None,
+                user: config::DEFAULT_USER_POLICY,
+                ip: config::DEFAULT_USER_POLICY,
+                ipv6_prefix: 64,
+                phone: config::DEFAULT_PHONE_POLICY,
+            },
+            access: AccessSettings::default(),
             fail_delay_ms: 0,
             services: Vec::new(),
         };
@@ -188,7 +189,7 @@ impl Digest {
                     }
                 }
                 ("backend", 1) => {
-                    d.backend = match args[0] {
+                    d.lockout.backend = match args[0] {
                         "files" => Backend::Files,
                         "redis" => Backend::Redis,
                         _ => return None,
@@ -196,14 +197,14 @@ impl Digest {
                 }
                 ("dir", 1) => {
                     let bytes = lockout::unhex(args[0])?;
-                    d.dir = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+                    d.lockout.dir = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
                 }
-                ("user", _) => d.user = policy()?,
-                ("ip", _) => d.ip = policy()?,
-                ("phone", _) => d.phone = policy()?,
-                ("ipv6_prefix", 1) => d.ipv6_prefix = u8::try_from(n(0)?).ok()?,
-                ("allow", 1) => d.allow.push(Cidr::parse(args[0]).ok()?),
-                ("deny", 1) => d.deny.push(Cidr::parse(args[0]).ok()?),
+                ("user", _) => d.lockout.user = policy()?,
+                ("ip", _) => d.lockout.ip = policy()?,
+                ("phone", _) => d.lockout.phone = policy()?,
+                ("ipv6_prefix", 1) => d.lockout.ipv6_prefix = u8::try_from(n(0)?).ok()?,
+                ("allow", 1) => d.access.allow.push(Cidr::parse(args[0]).ok()?),
+                ("deny", 1) => d.access.deny.push(Cidr::parse(args[0]).ok()?),
                 ("fail_delay_ms", 1) => d.fail_delay_ms = n(0)?,
                 ("service", 2) => {
                     let name = String::from_utf8(lockout::unhex(args[0])?).ok()?;
@@ -224,7 +225,7 @@ impl Digest {
             }
         }
         let expected = "source,backend,dir,user,ip,ipv6_prefix,phone,fail_delay_ms,e";
-        (seen == expected && d.dir.is_absolute()).then_some(d)
+        (seen == expected && d.lockout.dir.is_absolute()).then_some(d)
     }
 
     fn fail_delay_for(&self, service: &str) -> u64 {
@@ -233,28 +234,15 @@ impl Digest {
             .find(|(n, _)| n == service)
             .map_or(self.fail_delay_ms, |(_, ms)| *ms)
     }
-
-    fn lockout(&self) -> LockoutSettings {
-        LockoutSettings {
-            dir: self.dir.clone(),
-            backend: Backend::Files,
-            redis: None,
-            user: self.user,
-            ip: self.ip,
-            ipv6_prefix: self.ipv6_prefix,
-            phone: self.phone,
-        }
-    }
 }
 
 /// Where the digest of the configuration file `config` lives in lockout directory `dir`.
 pub fn digest_path(dir: &Path, config: &Path) -> PathBuf {
-    use std::hash::{DefaultHasher, Hasher};
-    let mut h = DefaultHasher::new();
-    h.write(config.as_os_str().as_bytes());
     // 16 hex digits, as `{:016x}` would write them.
     let mut name = String::from("config.");
-    name.push_str(&lockout::hex(&h.finish().to_be_bytes()));
+    name.push_str(&lockout::hex(
+        &config::hash64(config.as_os_str().as_bytes()).to_be_bytes(),
+    ));
     dir.join(name)
 }
 
@@ -263,15 +251,15 @@ pub fn digest_path(dir: &Path, config: &Path) -> PathBuf {
 /// cannot be written only means the front hands every login over; `Err` says why.
 pub fn save_digest(config: &Path, c: &Config) -> Result<(), String> {
     // The front refuses early only with the file backend: no digest for Redis.
-    let Some(d) = Digest::of(c).filter(|d| d.backend == Backend::Files) else {
+    let Some(d) = Digest::of(c).filter(|d| d.lockout.backend == Backend::Files) else {
         return Ok(());
     };
-    let path = digest_path(&d.dir, config);
+    let path = digest_path(&d.lockout.dir, config);
     let text = d.to_text();
     if read_trusted(&path).ok().as_deref() == Some(text.as_str()) {
         return Ok(());
     }
-    let tmp = d.dir.join(format!(
+    let tmp = d.lockout.dir.join(format!(
         ".{}.{}.tmp",
         path.file_name()
             .map_or("config".into(), |n| n.to_string_lossy()),
@@ -340,7 +328,7 @@ pub fn lockout_dir_of(text: &str) -> PathBuf {
             return p;
         }
     }
-    PathBuf::from(DEFAULT_DIR)
+    PathBuf::from(config::DEFAULT_LOCKOUT_DIR)
 }
 
 /// The digest for the configuration file at `config`, if it is trusted, current and for the
@@ -352,8 +340,8 @@ fn current_digest(config: &Path) -> Option<Digest> {
     let source = Source::of(&text, d.source.secret_inline);
     let current = d.source == source
         && d.version == env!("CARGO_PKG_VERSION")
-        && d.dir == dir
-        && d.backend == Backend::Files
+        && d.lockout.dir == dir
+        && d.lockout.backend == Backend::Files
         && !(d.source.secret_inline && meta.mode() & 0o044 != 0);
     current.then_some(d)
 }
@@ -361,9 +349,15 @@ fn current_digest(config: &Path) -> Option<Digest> {
 // ---------------------------------------------------------------------------------------------
 // The front's decision.
 
-/// An early refusal, or `None`: the full module decides. Store warnings met on the way are
-/// logged either way.
-pub fn early<P: Pam>(pam: &mut P, args: &Args, service: &str, now: u64) -> Option<Decision> {
+/// An early refusal of the login from `rhost` (`PAM_RHOST`), with the user it refused, or
+/// `None`: the full module decides. Store warnings met on the way are logged either way.
+pub fn early<P: Pam>(
+    pam: &mut P,
+    args: &Args,
+    service: &str,
+    rhost: Option<&str>,
+    now: u64,
+) -> Option<(Decision, RawUser)> {
     if args.options.debug {
         return None; // the full module writes the debug lines
     }
@@ -373,24 +367,20 @@ pub fn early<P: Pam>(pam: &mut P, args: &Args, service: &str, now: u64) -> Optio
     if delay > 0 {
         pam.fail_delay(delay);
     }
-    let addr = access::parse_rhost(pam.rhost().as_deref());
-    let lockout = d.lockout();
-    let store = FileStore::open(&lockout.dir, lockout::longest_window(&lockout)).ok()?;
-    let access = AccessSettings {
-        allow: d.allow,
-        deny: d.deny,
-        users: Default::default(),
-    };
-    let refusal = login::early_refusal(&user, addr, &access, &lockout, &store, now).err();
+    let addr = access::parse_rhost(rhost);
+    let l = &d.lockout;
+    let store = FileStore::open(&l.dir, lockout::longest_window(l)).ok()?;
+    let refusal = login::early_refusal(&user, addr, &d.access, l, &store, now).err();
     for w in store.take_warnings() {
         pam.log(Priority::Warning, &w);
     }
-    refusal.filter(|r| {
+    let refusal = refusal.filter(|r| {
         matches!(
             r.reason,
             Reason::IpDenied | Reason::IpLocked | Reason::UserLocked | Reason::PhoneLocked
         )
-    })
+    })?;
+    Some((refusal, user))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -403,12 +393,12 @@ impl PamHooks for PamFront {
         if let Ok(parsed) = Args::parse(&args) {
             let mut pam = LibPam::new(pamh, flags);
             let service = pam.service();
-            if let Some(d) = early(&mut pam, &parsed, &service, RealWorld::default().now()) {
-                let rhost = pam.rhost();
-                let user = pam.user().ok();
+            let rhost = pam.rhost();
+            let now = RealWorld::default().now();
+            if let Some((d, user)) = early(&mut pam, &parsed, &service, rhost.as_deref(), now) {
                 let who = Who {
                     hook: "auth",
-                    user: user.as_ref().map(|u| u.0.as_slice()),
+                    user: Some(&user.0),
                     rhost: rhost.as_deref(),
                     service: &service,
                 };
@@ -484,18 +474,7 @@ fn load_full() -> Result<Full, String> {
 }
 
 fn open_full(path: &Path) -> Result<Full, String> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| "NUL in path".to_string())?;
-    // SAFETY: dlopen of a file checked by `trusted` (owned by root or us, not writable by
-    // others); RTLD_LOCAL keeps its symbols (pam_sm_* among them) out of the global scope.
-    let handle = unsafe {
-        libc::dlopen(
-            c.as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NODELETE,
-        )
-    };
-    if handle.is_null() {
-        return Err(crate::portal::transport::dlerror());
-    }
+    let handle = crate::portal::transport::dlopen_local(path)?;
     let sym = |name: &CStr| -> Result<*mut c_void, String> {
         // SAFETY: a symbol of the object just opened.
         let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
@@ -537,21 +516,27 @@ mod tests {
         Digest {
             source: Source::of("[portal]\nurl = \"x\"\n", true),
             version: "0.1.0".into(),
-            backend: Backend::Files,
-            dir: PathBuf::from("/var/lib/pam portal/ä"),
-            user: Policy {
-                max_failures: 3,
-                window_s: 60,
-                lock_s: 3600,
+            lockout: LockoutSettings {
+                backend: Backend::Files,
+                redis: None,
+                dir: PathBuf::from("/var/lib/pam portal/ä"),
+                user: Policy {
+                    max_failures: 3,
+                    window_s: 60,
+                    lock_s: 3600,
+                },
+                ip: config::DEFAULT_USER_POLICY,
+                ipv6_prefix: 56,
+                phone: config::DEFAULT_PHONE_POLICY,
             },
-            ip: config::DEFAULT_USER_POLICY,
-            ipv6_prefix: 56,
-            phone: config::DEFAULT_PHONE_POLICY,
-            allow: vec![
-                Cidr::parse("10.0.0.0/8").unwrap(),
-                Cidr::parse("2001:db8::/32").unwrap(),
-            ],
-            deny: vec![Cidr::parse("10.1.2.3").unwrap()],
+            access: AccessSettings {
+                allow: vec![
+                    Cidr::parse("10.0.0.0/8").unwrap(),
+                    Cidr::parse("2001:db8::/32").unwrap(),
+                ],
+                deny: vec![Cidr::parse("10.1.2.3").unwrap()],
+                users: Default::default(),
+            },
             fail_delay_ms: 2000,
             services: vec![("open vpn".into(), 0), ("sshd".into(), 500)],
         }
@@ -636,15 +621,24 @@ mod tests {
     #[test]
     fn the_lockout_dir_is_read_from_plain_lines_only() {
         let dir = |t: &str| lockout_dir_of(t).display().to_string();
-        assert_eq!(dir("[portal]\nurl = \"x\"\n"), DEFAULT_DIR);
+        assert_eq!(dir("[portal]\nurl = \"x\"\n"), config::DEFAULT_LOCKOUT_DIR);
         assert_eq!(dir("[lockout]\ndir = \"/srv/lock\"\n"), "/srv/lock");
         assert_eq!(dir("[ lockout ]  # c\n  dir='/srv/l'  # c\n"), "/srv/l");
         assert_eq!(
             dir("[portal]\ndir = \"/no\"\n[lockout]\nuser = {}\n"),
-            DEFAULT_DIR
+            config::DEFAULT_LOCKOUT_DIR
         );
-        assert_eq!(dir("[lockout]\ndir = \"/a\\u0062\"\n"), DEFAULT_DIR);
-        assert_eq!(dir("[[lockout]]\ndir = \"/no\"\n"), DEFAULT_DIR);
-        assert_eq!(dir("[lockout]\ndirectory = \"/no\"\n"), DEFAULT_DIR);
+        assert_eq!(
+            dir("[lockout]\ndir = \"/a\\u0062\"\n"),
+            config::DEFAULT_LOCKOUT_DIR
+        );
+        assert_eq!(
+            dir("[[lockout]]\ndir = \"/no\"\n"),
+            config::DEFAULT_LOCKOUT_DIR
+        );
+        assert_eq!(
+            dir("[lockout]\ndirectory = \"/no\"\n"),
+            config::DEFAULT_LOCKOUT_DIR
+        );
     }
 }

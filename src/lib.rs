@@ -80,16 +80,20 @@ fn prepare(
     pam: &LibPam<'_>,
     args: &[&CStr],
     service: &str,
+    write_digest: bool,
 ) -> Result<(Args, Settings, Box<dyn Store>), Decision> {
     let parsed = Args::parse(args).map_err(Decision::bad_config)?;
     let config = Config::load(&parsed.config).map_err(|e| Decision::bad_config(e.0))?;
     let settings = config.for_service(service);
     // Files: the directory is checked (and created) now. Redis: connected at the first use.
     let store = lockout::open(&settings.lockout).map_err(|e| Decision::store_error(e.0))?;
-    // What the front needs to refuse early without parsing the file (src/front.rs).
-    if let Err(e) = front::save_digest(&parsed.config, &config) {
-        if parsed.options.debug {
-            pam.log(Priority::Debug, &format!("debug: {e}"));
+    // What the front needs to refuse early without parsing the file (src/front.rs): written
+    // for authenticate (`write_digest`), the only hook the front decides itself.
+    if write_digest {
+        if let Err(e) = front::save_digest(&parsed.config, &config) {
+            if parsed.options.debug {
+                pam.log(Priority::Debug, &format!("debug: {e}"));
+            }
         }
     }
     if parsed.options.debug {
@@ -135,7 +139,7 @@ impl PamHooks for PamPortal {
         let mut pam = LibPam::new(pamh, flags);
         let service = pam.service();
         let rhost = pam.rhost();
-        let (decision, user, found) = match prepare(&pam, &args, &service) {
+        let (decision, user, found) = match prepare(&pam, &args, &service, true) {
             Err(d) => (d, None, None),
             Ok((parsed, settings, store)) => {
                 let mut portal = HttpPortal::new(&settings.portal)
@@ -170,7 +174,7 @@ impl PamHooks for PamPortal {
         let service = pam.service();
         let rhost = pam.rhost();
         let user = pam.user().ok();
-        let decision = match (prepare(&pam, &args, &service), &user) {
+        let decision = match (prepare(&pam, &args, &service, false), &user) {
             (Err(d), _) => d,
             (Ok(_), None) => Decision::conversation(),
             (Ok((_, settings, store)), Some(u)) => {

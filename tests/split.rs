@@ -54,6 +54,27 @@ fn built(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// Replaces every `version` in an object's bytes with the same string, its digits made 9s:
+/// (that string, how many were replaced).
+fn other_version(bytes: &mut [u8], version: &[u8]) -> (Vec<u8>, usize) {
+    let other: Vec<u8> = version
+        .iter()
+        .map(|b| if b.is_ascii_digit() { b'9' } else { *b })
+        .collect();
+    let mut patched = 0;
+    let mut i = 0;
+    while i + version.len() <= bytes.len() {
+        if &bytes[i..i + version.len()] == version {
+            bytes[i..i + version.len()].copy_from_slice(&other);
+            patched += 1;
+            i += version.len();
+        } else {
+            i += 1;
+        }
+    }
+    (other, patched)
+}
+
 fn built_half() -> Vec<u8> {
     built(HALF)
 }
@@ -147,22 +168,8 @@ fn a_half_of_another_version_is_not_used() {
     let sim = Sim::start(&fixtures::standard());
     let version = env!("CARGO_PKG_VERSION").as_bytes();
     let mut bytes = built_half();
-    let other: Vec<u8> = version
-        .iter()
-        .map(|b| if b.is_ascii_digit() { b'9' } else { *b })
-        .collect();
+    let (other, patched) = other_version(&mut bytes, version);
     assert_ne!(other, version);
-    let mut patched = 0;
-    let mut i = 0;
-    while i + version.len() <= bytes.len() {
-        if &bytes[i..i + version.len()] == version {
-            bytes[i..i + version.len()].copy_from_slice(&other);
-            patched += 1;
-            i += version.len();
-        } else {
-            i += 1;
-        }
-    }
     assert!(patched > 0, "the half's version string was not found");
     let (env, _) = env_with_copies(&sim, "", Some(bytes));
     let o = alice(&env);
@@ -260,13 +267,7 @@ fn the_front_alone_refuses_a_locked_client_and_hands_the_rest_over() {
         "{log}"
     );
     // Anyone not locked goes on to the full module: without it, a configuration error.
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[ALICE_PW, ALICE_ANSWER])
-        .under_pam_wrapper()
-        .run();
-    expect_full_missing(&o, &lib);
+    expect_full_missing(&alice(&env), &lib);
     // acct_mgmt is the full module's too.
     let o = env
         .login()
@@ -300,11 +301,7 @@ fn an_edited_configuration_is_not_judged_by_the_old_digest() {
         "deny = [\"198.51.100.0/24\"]",
         "deny = [\"203.0.113.0/24\"]",
     ));
-    let o = env
-        .login()
-        .rhost(CLIENT)
-        .answers(&[ALICE_PW, ALICE_ANSWER])
-        .run();
+    let o = alice(&env);
     assert_eq!(o.auth, Some(PAM_SUCCESS), "{}", o.describe());
     let after = std::fs::read_to_string(digest_file(&env)).unwrap();
     assert_ne!(before, after, "the full module rewrote the digest");
@@ -349,21 +346,7 @@ fn a_full_module_of_another_version_is_not_used() {
     let (env, lib) = env_with_copies(&sim, "", Some(built_half()));
     let version = concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes();
     let mut bytes = built(FULL);
-    let other: Vec<u8> = version
-        .iter()
-        .map(|b| if b.is_ascii_digit() { b'9' } else { *b })
-        .collect();
-    let mut patched = 0;
-    let mut i = 0;
-    while i + version.len() <= bytes.len() {
-        if &bytes[i..i + version.len()] == version {
-            bytes[i..i + version.len()].copy_from_slice(&other);
-            patched += 1;
-            i += version.len();
-        } else {
-            i += 1;
-        }
-    }
+    let (other, patched) = other_version(&mut bytes, version);
     assert!(
         patched > 0,
         "the full module's version string was not found"

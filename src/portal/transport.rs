@@ -162,9 +162,12 @@ pub(crate) fn load_object<T>(
     Err(format!("cannot load {what}: {}", why.join("; ")))
 }
 
-fn open(path: &Path) -> Result<&'static Api, String> {
+/// `dlopen` of one of the module's own objects (a file [`load_object`] checked): bound now,
+/// its symbols kept out of the global scope (the full module's `pam_sm_*` among them), never
+/// unmapped.
+pub(crate) fn dlopen_local(path: &Path) -> Result<*mut c_void, String> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| "NUL in path".to_string())?;
-    // SAFETY: `c` is a valid C string. The library's constructors are Rust's std only.
+    // SAFETY: `c` is a valid C string. The objects' constructors are Rust's std only.
     let handle = unsafe {
         libc::dlopen(
             c.as_ptr(),
@@ -174,6 +177,11 @@ fn open(path: &Path) -> Result<&'static Api, String> {
     if handle.is_null() {
         return Err(dlerror());
     }
+    Ok(handle)
+}
+
+fn open(path: &Path) -> Result<&'static Api, String> {
+    let handle = dlopen_local(path)?;
     // SAFETY: `handle` is a live handle, the symbol name a valid C string.
     let sym = unsafe { libc::dlsym(handle, ENTRY_SYMBOL.as_ptr()) };
     if sym.is_null() {
@@ -201,7 +209,7 @@ fn open(path: &Path) -> Result<&'static Api, String> {
     Ok(api)
 }
 
-pub(crate) fn dlerror() -> String {
+fn dlerror() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl call on
     // this thread; it is copied at once.
     let e = unsafe { libc::dlerror() };
