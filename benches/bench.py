@@ -7,7 +7,9 @@ one run so that ratios stay meaningful on a shared machine:
   1. a full password + question login through pamtester, a fresh process per login (as sshd
      does), against curl making the same HTTPS calls over one connection in one fresh process;
   2. a locked username refused, against pam_faillock.so refusing a locked user (same driver),
-     with each telling the user, with neither (PAM_SILENT), and with pam_faillock `silent`;
+     with each telling the user, with neither (PAM_SILENT), with pam_faillock `silent`, and
+     with the decision's log line taken out of both processes (benches/nolog.c), each ratio
+     with a 95 % interval (paired bootstrap over the rounds);
   3. failure recording by 32 concurrent processes, against pam_faillock.so under the same load:
      throughput and exactness of the counts;
   4. logins per second at 1, 8 and 32 concurrent clients;
@@ -181,26 +183,40 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
 
     # -- measuring -----------------------------------------------------------------------
     @staticmethod
-    def once(cmd, stdin=""):
+    def once(cmd, stdin="", env=None):
         t = time.perf_counter()
-        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env)
         return time.perf_counter() - t, p.returncode
 
-    def interleaved(self, *cmds, runs=None):
-        """Medians of commands measured alternately (same machine state for each), in a new
-        random order each round: in a fixed order, the command that comes first in a round
-        (right after the script's own work between rounds) runs measurably slower."""
+    def interleaved(self, *cmds, runs=None, keep=False):
+        """Medians of commands (`(argv, stdin, expected status[, environment])`) measured
+        alternately (same machine state for each), in a new random order each round: in a fixed
+        order, the command that comes first in a round (right after the script's own work
+        between rounds) runs measurably slower. `keep`: also the samples, one list per command,
+        index k of each from round k."""
         samples = [[] for _ in cmds]
         order = list(range(len(cmds)))
         for _ in range(runs or self.runs):
             self.rng.shuffle(order)
             for i in order:
-                cmd, stdin, exp = cmds[i]
-                dt, rc = self.once(cmd, stdin)
+                cmd, stdin, exp, *env = cmds[i]
+                dt, rc = self.once(cmd, stdin, *env)
                 if rc != exp:
                     raise SystemExit(f"{cmd} exited {rc}, expected {exp}")
                 samples[i].append(dt * 1000)
-        return tuple(statistics.median(x) for x in samples)
+        medians = tuple(statistics.median(x) for x in samples)
+        return (medians, samples) if keep else medians
+
+    def ratio_interval(self, ours, theirs, resamples=2000):
+        """A 95 % interval for median(ours) / median(theirs): the rounds resampled with
+        replacement, both sides of a round kept together (paired bootstrap)."""
+        n, rng = len(ours), random.Random(11)
+        ratios = []
+        for _ in range(resamples):
+            idx = [rng.randrange(n) for _ in range(n)]
+            ratios.append(statistics.median(ours[i] for i in idx) / statistics.median(theirs[i] for i in idx))
+        ratios.sort()
+        return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
 
     # -- 1. full login vs curl -------------------------------------------------------------
     def full_login(self):
@@ -232,9 +248,10 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
 
     def locked(self):
         cfg, svc, opts, fsvc = self.locked_pair("locked")
-        # Three ways to compare. `preauth silent` (pam_faillock's manual page) tells the user
-        # nothing, while pam_portal tells the user why (SPEC §5); without `silent` pam_faillock
-        # tells the user too (two lines); with the PAM_SILENT flag neither says anything.
+        # Three ways to compare, and a fourth below without the log line. `preauth silent`
+        # (pam_faillock's manual page) tells the user nothing, while pam_portal tells the user
+        # why (SPEC §5); without `silent` pam_faillock tells the user too (two lines); with the
+        # PAM_SILENT flag neither says anything.
         told = self.faillock_service("faillock-told", opts, authsucc=True, silent=False)
         ours = (pamtester(svc, "mallory"), "", 1)
         theirs = (pamtester(fsvc, "nobody"), "", 1)
@@ -251,13 +268,25 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
                                               f"auth required {SECURITY}/pam_faillock.so preauth silent {opts}\n")
         load = (pamtester(lsvc, "nobody", "setcred"), "", 0)
         fload = (pamtester(flsvc, "nobody", "setcred"), "", 0)
+        # Both telling the user, with the decision's log line (SPEC §8; pam_faillock writes none
+        # here) taken out of both processes: libpam's pam_syslog preloaded away (benches/nolog.c).
+        nolog = os.path.join(self.tmp, "nolog.so")
+        sh(["gcc", "-O2", "-shared", "-fPIC", "-o", nolog, os.path.join(ROOT, "benches", "nolog.c")])
+        env = dict(os.environ, LD_PRELOAD=nolog)
+        ours_nolog = (*ours, env)
+        theirs_nolog = (*theirs_told, env)
         # A few milliseconds each, with a difference of a few percent: many more runs than the rest.
         runs = max(self.runs, 300)
-        m, f, ft, mq, fq, p, ml, fl = self.interleaved(ours, theirs, theirs_told, ours_quiet, theirs_quiet,
-                                                       bare, load, fload, runs=runs)
+        meds, smp = self.interleaved(ours, theirs, theirs_told, ours_quiet, theirs_quiet, bare, load, fload,
+                                     ours_nolog, theirs_nolog, runs=runs, keep=True)
+        m, f, ft, mq, fq, p, ml, fl, mn, fn = meds
         return {"runs": runs, "module_ms": m, "faillock_ms": f, "permit_ms": p, "ratio": m / f,
-                "faillock_told_ms": ft, "told_ratio": m / ft,
+                "ratio_ci": self.ratio_interval(smp[0], smp[1]),
+                "faillock_told_ms": ft, "told_ratio": m / ft, "told_ci": self.ratio_interval(smp[0], smp[2]),
                 "module_quiet_ms": mq, "faillock_quiet_ms": fq, "quiet_ratio": mq / fq,
+                "quiet_ci": self.ratio_interval(smp[3], smp[4]),
+                "module_nolog_ms": mn, "faillock_nolog_ms": fn, "nolog_ratio": mn / fn,
+                "nolog_ci": self.ratio_interval(smp[8], smp[9]),
                 "module_added_ms": m - p, "faillock_added_ms": f - p,
                 "module_load_ms": ml - p, "faillock_load_ms": fl - p,
                 "module_work_ms": m - ml, "faillock_work_ms": f - fl}
@@ -436,19 +465,26 @@ def redis_report(rd):
     ]
 
 
+def ci(interval):
+    """A ratio's 95 % interval as the table shows it."""
+    return f"[{interval[0]:.3f}–{interval[1]:.3f}]"
+
+
 def report(r, runs):
     f, l, c, t, s = r["full"], r["locked"], r["conc"], r["rate"], r["size"]
     lines = [
         f"Machine: {machine()}. Medians of {runs} runs per measurement; the two sides of each ratio",
-        "measured alternately in the same run.",
+        "measured alternately in the same run. [a–b]: the ratio's 95 % interval (the rounds",
+        "resampled, both sides of a round together).",
         "",
         "| measurement | pam_portal | reference | ratio (≤ 1.0 is the goal) |",
         "|---|---|---|---|",
         f"| full password + question login, fresh process (pamtester) vs curl making the same 2 HTTPS calls on one connection | {f['module_ms']:.1f} ms | curl {f['curl_ms']:.1f} ms | {f['ratio']:.2f} |",
-        f"| locked username refused (pamtester, {l['runs']} runs), each module telling the user (pam_faillock's `preauth` without `silent`) | {l['module_ms']:.3f} ms | pam_faillock {l['faillock_told_ms']:.3f} ms | {l['told_ratio']:.3f} |",
-        f"| the same, neither telling the user (the PAM_SILENT flag) | {l['module_quiet_ms']:.3f} ms | pam_faillock {l['faillock_quiet_ms']:.3f} ms | {l['quiet_ratio']:.3f} |",
-        f"| the same, pam_portal telling the user, pam_faillock `preauth silent` (its manual's example) | {l['module_ms']:.3f} ms | pam_faillock {l['faillock_ms']:.3f} ms | {l['ratio']:.3f} |",
-        f"| the last, above pamtester with pam_permit.so alone ({l['permit_ms']:.2f} ms) | +{l['module_added_ms']:.2f} ms | pam_faillock +{l['faillock_added_ms']:.2f} ms | {l['module_added_ms'] / l['faillock_added_ms']:.2f} |",
+        f"| locked username refused (pamtester, {l['runs']} runs), each module telling the user (pam_faillock's `preauth` without `silent`) | {l['module_ms']:.3f} ms | pam_faillock {l['faillock_told_ms']:.3f} ms | {l['told_ratio']:.3f} {ci(l['told_ci'])} |",
+        f"| the same, neither telling the user (the PAM_SILENT flag) | {l['module_quiet_ms']:.3f} ms | pam_faillock {l['faillock_quiet_ms']:.3f} ms | {l['quiet_ratio']:.3f} {ci(l['quiet_ci'])} |",
+        f"| the same, pam_portal telling the user, pam_faillock `preauth silent` (its manual's example) | {l['module_ms']:.3f} ms | pam_faillock {l['faillock_ms']:.3f} ms | {l['ratio']:.3f} {ci(l['ratio_ci'])} |",
+        f"| the first, with the decision's log line (SPEC §8; pam_faillock writes none here) taken out of both processes (benches/nolog.c preloaded) | {l['module_nolog_ms']:.3f} ms | pam_faillock {l['faillock_nolog_ms']:.3f} ms | {l['nolog_ratio']:.3f} {ci(l['nolog_ci'])} |",
+        f"| the third row, above pamtester with pam_permit.so alone ({l['permit_ms']:.2f} ms) | +{l['module_added_ms']:.2f} ms | pam_faillock +{l['faillock_added_ms']:.2f} ms | {l['module_added_ms'] / l['faillock_added_ms']:.2f} |",
         f"| of which loading the module (`setcred` of a stack that loads it) | +{l['module_load_ms']:.2f} ms | pam_faillock +{l['faillock_load_ms']:.2f} ms | |",
         f"| of which the refusal itself | {l['module_work_ms']:.2f} ms | pam_faillock {l['faillock_work_ms']:.2f} ms | {l['module_work_ms'] / l['faillock_work_ms']:.2f} |",
         f"| failures recorded by {c['procs']} concurrent processes ({c['total'] // c['rounds']} per burst, {c['rounds']} alternating bursts each) | {c['module_per_s']:.0f}/s, counted {c['module_counted']}/{c['total']} | pam_faillock {c['faillock_per_s']:.0f}/s, counted {c['faillock_counted']}/{c['total']} | {c['pair_ratio']:.2f} (median over the bursts of faillock's rate / ours, each pair side by side: ≤ 1.0 means ours is at least as fast) |",
