@@ -181,6 +181,14 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
             self.redis.wait(timeout=5)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def build_c(self, name, libs=(), shared=False):
+        """benches/NAME.c compiled into the scratch directory (a program, or with `shared` a
+        library): its path."""
+        out = os.path.join(self.tmp, name + (".so" if shared else ""))
+        pic = ["-shared", "-fPIC"] if shared else []
+        sh(["gcc", "-O2", *pic, "-o", out, os.path.join(ROOT, "benches", f"{name}.c"), *libs])
+        return out
+
     # -- measuring -----------------------------------------------------------------------
     @staticmethod
     def once(cmd, stdin="", env=None):
@@ -188,12 +196,11 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env)
         return time.perf_counter() - t, p.returncode
 
-    def interleaved(self, *cmds, runs=None, keep=False):
-        """Medians of commands (`(argv, stdin, expected status[, environment])`) measured
+    def samples(self, *cmds, runs=None):
+        """Milliseconds of commands (`(argv, stdin, expected status[, environment])`) measured
         alternately (same machine state for each), in a new random order each round: in a fixed
         order, the command that comes first in a round (right after the script's own work
-        between rounds) runs measurably slower. `keep`: also the samples, one list per command,
-        index k of each from round k."""
+        between rounds) runs measurably slower. One list per command, index k from round k."""
         samples = [[] for _ in cmds]
         order = list(range(len(cmds)))
         for _ in range(runs or self.runs):
@@ -204,19 +211,11 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
                 if rc != exp:
                     raise SystemExit(f"{cmd} exited {rc}, expected {exp}")
                 samples[i].append(dt * 1000)
-        medians = tuple(statistics.median(x) for x in samples)
-        return (medians, samples) if keep else medians
+        return samples
 
-    def ratio_interval(self, ours, theirs, resamples=2000):
-        """A 95 % interval for median(ours) / median(theirs): the rounds resampled with
-        replacement, both sides of a round kept together (paired bootstrap)."""
-        n, rng = len(ours), random.Random(11)
-        ratios = []
-        for _ in range(resamples):
-            idx = [rng.randrange(n) for _ in range(n)]
-            ratios.append(statistics.median(ours[i] for i in idx) / statistics.median(theirs[i] for i in idx))
-        ratios.sort()
-        return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
+    def interleaved(self, *cmds, runs=None):
+        """Medians of `samples`."""
+        return tuple(statistics.median(x) for x in self.samples(*cmds, runs=runs))
 
     # -- 1. full login vs curl -------------------------------------------------------------
     def full_login(self):
@@ -270,23 +269,23 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         fload = (pamtester(flsvc, "nobody", "setcred"), "", 0)
         # Both telling the user, with the decision's log line (SPEC §8; pam_faillock writes none
         # here) taken out of both processes: libpam's pam_syslog preloaded away (benches/nolog.c).
-        nolog = os.path.join(self.tmp, "nolog.so")
-        sh(["gcc", "-O2", "-shared", "-fPIC", "-o", nolog, os.path.join(ROOT, "benches", "nolog.c")])
-        env = dict(os.environ, LD_PRELOAD=nolog)
+        env = dict(os.environ, LD_PRELOAD=self.build_c("nolog", shared=True))
         ours_nolog = (*ours, env)
         theirs_nolog = (*theirs_told, env)
         # A few milliseconds each, with a difference of a few percent: many more runs than the rest.
         runs = max(self.runs, 300)
-        meds, smp = self.interleaved(ours, theirs, theirs_told, ours_quiet, theirs_quiet, bare, load, fload,
-                                     ours_nolog, theirs_nolog, runs=runs, keep=True)
-        m, f, ft, mq, fq, p, ml, fl, mn, fn = meds
+        cmds = {"ours": ours, "theirs": theirs, "theirs_told": theirs_told, "ours_quiet": ours_quiet,
+                "theirs_quiet": theirs_quiet, "bare": bare, "load": load, "fload": fload,
+                "ours_nolog": ours_nolog, "theirs_nolog": theirs_nolog}
+        smp = dict(zip(cmds, self.samples(*cmds.values(), runs=runs)))
+        m, f, ft, mq, fq, p, ml, fl, mn, fn = (statistics.median(smp[k]) for k in cmds)
         return {"runs": runs, "module_ms": m, "faillock_ms": f, "permit_ms": p, "ratio": m / f,
-                "ratio_ci": self.ratio_interval(smp[0], smp[1]),
-                "faillock_told_ms": ft, "told_ratio": m / ft, "told_ci": self.ratio_interval(smp[0], smp[2]),
+                "ratio_ci": ratio_interval(smp["ours"], smp["theirs"]),
+                "faillock_told_ms": ft, "told_ratio": m / ft, "told_ci": ratio_interval(smp["ours"], smp["theirs_told"]),
                 "module_quiet_ms": mq, "faillock_quiet_ms": fq, "quiet_ratio": mq / fq,
-                "quiet_ci": self.ratio_interval(smp[3], smp[4]),
+                "quiet_ci": ratio_interval(smp["ours_quiet"], smp["theirs_quiet"]),
                 "module_nolog_ms": mn, "faillock_nolog_ms": fn, "nolog_ratio": mn / fn,
-                "nolog_ci": self.ratio_interval(smp[8], smp[9]),
+                "nolog_ci": ratio_interval(smp["ours_nolog"], smp["theirs_nolog"]),
                 "module_added_ms": m - p, "faillock_added_ms": f - p,
                 "module_load_ms": ml - p, "faillock_load_ms": fl - p,
                 "module_work_ms": m - ml, "faillock_work_ms": f - fl}
@@ -296,8 +295,7 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         process per login like pamtester: pam_start (loading the modules), pam_authenticate,
         pam_end, and the rest of the process (exec, libraries, exit), as medians over shuffled
         rounds, for the module, pam_faillock and pam_permit.so alone."""
-        drv = os.path.join(self.tmp, "pam_phases")
-        sh(["gcc", "-O2", "-o", drv, os.path.join(ROOT, "benches", "pam_phases.c"), "-lpam"])
+        drv = self.build_c("pam_phases", libs=["-lpam"])
         _, svc, _, fsvc = self.locked_pair("phases")
         psvc = self.service("permit-phases", f"auth required {SECURITY}/pam_permit.so\n")
         cmds = {"pam_portal": [drv, svc, "mallory", RHOST], "pam_faillock": [drv, fsvc, "nobody", RHOST],
@@ -318,8 +316,7 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
             out[n] = dict(zip(["wall_us", "pam_start_us", "authenticate_us", "pam_end_us", "rest_us"], med))
         # The decision's log line (SPEC §8), which pam_faillock does not write on this path: its
         # first call in a process, with and without the time zone already read.
-        cost = os.path.join(self.tmp, "syslog_cost")
-        sh(["gcc", "-O2", "-o", cost, os.path.join(ROOT, "benches", "syslog_cost.c")])
+        cost = self.build_c("syslog_cost")
         cold = [[float(x) for x in sh([cost]).stdout.split()] for _ in range(rounds // 2)]
         warm = [[float(x) for x in sh([cost, "tz"]).stdout.split()] for _ in range(rounds // 2)]
         out["syslog"] = {"first_line_us": statistics.median(r[1] for r in cold),
@@ -463,6 +460,18 @@ def redis_report(rd):
         f"| locked username refused (pamtester) | {lk['files_ms']:.1f} ms | {lk['redis_ms']:.1f} ms | {lk['ratio']:.2f} |",
         f"| failures recorded by {crd['procs']} concurrent processes ({crd['total']} in all) | {cfl['per_s']:.0f}/s, counted {cfl['counted']}/{cfl['total']} | {crd['per_s']:.0f}/s, counted {crd['counted']}/{crd['total']} | {crd['per_s'] / cfl['per_s']:.2f} (throughput) |",
     ]
+
+
+def ratio_interval(ours, theirs, resamples=2000):
+    """A 95 % interval for median(ours) / median(theirs), samples taken round by round: the
+    rounds resampled with replacement, both sides of a round kept together (paired bootstrap)."""
+    n, rng = len(ours), random.Random(11)
+    ratios = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        ratios.append(statistics.median(ours[i] for i in idx) / statistics.median(theirs[i] for i in idx))
+    ratios.sort()
+    return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
 
 
 def ci(interval):
