@@ -6,23 +6,41 @@ use std::io::{self, Read};
 
 /// The text of `f`, read into room for `expected` bytes: one read(2) for a file that fits,
 /// since a read that returns less than it was offered has met the end of a regular file (the
-/// second read that would only confirm it is left out). A longer file is read to its end, but
-/// no further than `max` bytes. Invalid UTF-8 is an `InvalidData` error.
+/// second read that would only confirm it is left out). A longer file is sized with one
+/// fstat(2) and its rest taken by one more read (then read on to its end if it grew meanwhile),
+/// but no further than `max` bytes. Invalid UTF-8 is an `InvalidData` error.
 pub fn read(f: &mut File, expected: usize, max: u64) -> io::Result<String> {
+    let mut buf = Vec::new();
     let room = expected.max(1);
-    let mut buf = vec![0u8; room];
-    let n = loop {
-        match f.read(&mut buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => break r?,
+    if read_more(f, &mut buf, room)? == room {
+        let left = max.saturating_sub(buf.len() as u64);
+        let rest = f.metadata()?.len().saturating_sub(buf.len() as u64);
+        let want = rest.saturating_add(1).min(left);
+        let want = usize::try_from(want).unwrap_or(usize::MAX);
+        if read_more(f, &mut buf, want)? == want {
+            let left = max.saturating_sub(buf.len() as u64);
+            f.take(left).read_to_end(&mut buf)?;
         }
-    };
-    buf.truncate(n);
-    if n == room {
-        let left = max.saturating_sub(n as u64);
-        f.take(left).read_to_end(&mut buf)?;
     }
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// One read(2) of up to `n` bytes onto the end of `buf`: how many it gave.
+fn read_more(f: &mut File, buf: &mut Vec<u8>, n: usize) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start.saturating_add(n), 0);
+    let got = loop {
+        match f.read(&mut buf[start..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+            Ok(got) => break got,
+        }
+    };
+    buf.truncate(start + got);
+    Ok(got)
 }
 
 #[cfg(test)]
@@ -44,11 +62,26 @@ mod tests {
 
     #[test]
     fn reads_files_shorter_longer_and_equal_to_the_room() {
-        for len in [0usize, 1, 99, 100, 101, 5000] {
+        for len in [0usize, 1, 99, 100, 101, 199, 200, 201, 5000] {
             let text: String = "abcdefghij".chars().cycle().take(len).collect();
             let got = read(&mut file_with(text.as_bytes()), 100, u64::MAX).unwrap();
             assert_eq!(got, text, "length {len}");
         }
+    }
+
+    #[test]
+    fn reads_on_past_what_fstat_said() {
+        // A pipe's fstat size is 0, as a file's would be stale if it grew after the stat: the
+        // read that fills what fstat promised is followed by reads to the end.
+        let (r, mut w) = std::io::pipe().unwrap();
+        let text = "0123456789".repeat(30);
+        w.write_all(text.as_bytes()).unwrap();
+        drop(w);
+        let mut f = File::from(std::os::fd::OwnedFd::from(r));
+        assert_eq!(read(&mut f, 100, u64::MAX).unwrap(), text);
+        // A room of exactly the file's size takes the fstat path too.
+        let got = read(&mut file_with(text.as_bytes()), 300, u64::MAX).unwrap();
+        assert_eq!(got, text);
     }
 
     #[test]

@@ -92,7 +92,8 @@ impl FileStore {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
         {
-            Ok(mut f) => Ok(self.load(&mut f, key, &path, false).0),
+            // Room for a usual record, so that one read(2) takes it.
+            Ok(mut f) => Ok(self.load(&mut f, key, &path, 4096, false).0),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
             Err(e) => Err(StoreError(format!("cannot read {}: {e}", path.display()))),
         }
@@ -103,9 +104,16 @@ impl FileStore {
     /// last line is an append in progress to a reader without the lock, but under the lock
     /// (`locked`) a writer that died mid-write: the complete lines are kept and the record is
     /// marked for rewriting rather than appending.
-    fn load(&self, f: &mut File, key: &Key, path: &Path, locked: bool) -> (Record, Found) {
-        // Room for a usual record, so that one read(2) takes it.
-        let parsed = match crate::smallfile::read(f, 4096, MAX_RECORD_BYTES) {
+    /// `room`: the bytes one read(2) is offered first (see `smallfile::read`).
+    fn load(
+        &self,
+        f: &mut File,
+        key: &Key,
+        path: &Path,
+        room: usize,
+        locked: bool,
+    ) -> (Record, Found) {
+        let parsed = match crate::smallfile::read(f, room, MAX_RECORD_BYTES) {
             Ok(text) if text.is_empty() => return (Record::default(), Found::New),
             Ok(text) => parse(&text, key).map(|r| (r, text.ends_with('\n'))),
             Err(e) => Err(e.to_string()),
@@ -160,7 +168,9 @@ impl FileStore {
                 Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => {}
                 _ => continue,
             }
-            let (old, found) = self.load(&mut f, key, &path, true);
+            // The size just read from the held file, and a byte more: one read(2) takes it.
+            let room = usize::try_from(held.len()).map_or(4096, |n| n.saturating_add(1));
+            let (old, found) = self.load(&mut f, key, &path, room, true);
             let mut record = old.clone();
             let out = change(&mut record);
             if record.is_stale(now, self.longest_window) {
@@ -379,42 +389,111 @@ pub fn parse(text: &str, key: &Key) -> Result<Record, String> {
     // Readers take no lock, so they may see an append or a new record half-written: an
     // unfinished last line is not there yet, and a header still being written is a new record.
     let cut = text.rfind('\n').map_or(0, |i| i + 1);
-    let (done, _unfinished) = text.split_at(cut);
+    let done = &text[..cut];
     let expected_key = key_line(key);
-    let header = format!("{MAGIC}\n{expected_key}\nuntil ");
-    if !done.contains("\nuntil ") && (header.starts_with(text) || text.starts_with(&header)) {
-        return Ok(Record::default());
-    }
-    let text = done;
-    let mut lines = text.lines();
-    if lines.next() != Some(MAGIC) {
-        return Err("bad header".into());
-    }
-    if lines.next() != Some(expected_key.as_str()) {
-        return Err("wrong or missing key line".into());
-    }
-    let until = lines
-        .next()
-        .and_then(|l| l.strip_prefix("until "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or("bad until line")?;
-    let mut failures = Vec::new();
-    for l in lines {
-        let t = l
-            .strip_prefix("f ")
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or("bad failure line")?;
-        failures.push(t);
-        if failures.len() > MAX_FAILURES_KEPT {
-            return Err("too many failure lines".into());
+    if !done.contains("\nuntil ") {
+        let header = format!("{MAGIC}\n{expected_key}\nuntil ");
+        if header.starts_with(text) || text.starts_with(&header) {
+            return Ok(Record::default());
         }
     }
-    // Appended lines are in arrival order, not always in time order.
-    failures.sort_unstable();
+    let mut rest = done;
+    let mut line = || -> Option<&str> {
+        let (l, r) = rest.split_once('\n')?;
+        rest = r;
+        Some(l)
+    };
+    if line() != Some(MAGIC) {
+        return Err("bad header".into());
+    }
+    if line() != Some(expected_key.as_str()) {
+        return Err("wrong or missing key line".into());
+    }
+    let until = line()
+        .and_then(|l| l.strip_prefix("until "))
+        .and_then(|v| digits(v.as_bytes()))
+        .ok_or("bad until line")?;
+    let failures = failure_lines(rest.as_bytes()).ok_or("bad failure line")?;
+    if failures.len() > MAX_FAILURES_KEPT {
+        return Err("too many failure lines".into());
+    }
     Ok(Record {
         failures,
         locked_until: until,
     })
+}
+
+/// The times of `f <decimal>\n` lines, every byte accounted for, in time order: `None` for
+/// anything else. A record holds up to thousands of these and is parsed by every login (and
+/// again under the lock), so this is a byte loop rather than `lines()` and `parse()`.
+fn failure_lines(body: &[u8]) -> Option<Vec<u64>> {
+    let mut failures = Vec::with_capacity(body.len() / "f 1700000000\n".len() + 1);
+    let mut in_order = true;
+    let mut i = 0;
+    while i < body.len() {
+        if body.get(i..i + 2) != Some(b"f ") {
+            return None;
+        }
+        let start = i + 2;
+        // Ten digits (every time from 2001 to 2286) and the newline after them, without a
+        // byte-by-byte search for the end; any other line is searched.
+        let ten = body.get(start..start + 10).filter(|_| body.get(start + 10) == Some(&b'\n'));
+        let (t, len) = match ten.and_then(digits) {
+            Some(t) => (t, 10),
+            None => {
+                let len = body.get(start..)?.iter().position(|&b| b == b'\n')?;
+                (digits(&body[start..start + len])?, len)
+            }
+        };
+        in_order &= failures.last().is_none_or(|&last| last <= t);
+        failures.push(t);
+        if failures.len() > MAX_FAILURES_KEPT {
+            break; // the caller refuses the record
+        }
+        i = start + len + 1;
+    }
+    // Appended lines are in arrival order, not always in time order.
+    if !in_order {
+        failures.sort_unstable();
+    }
+    Some(failures)
+}
+
+/// A decimal number of one or more ASCII digits that fits in a u64.
+///
+/// A failure line's time is ten digits, and a digit at a time is a chain of ten dependent
+/// multiplications: the last eight digits are taken in one u64 instead (SWAR: validated as
+/// eight ASCII digits at once, then combined pairwise in three multiplications).
+fn digits(s: &[u8]) -> Option<u64> {
+    let one_by_one = |s: &[u8]| {
+        s.iter().try_fold(0u64, |n, &b| {
+            let d = b.wrapping_sub(b'0');
+            (d <= 9).then_some(())?;
+            n.checked_mul(10)?.checked_add(u64::from(d))
+        })
+    };
+    if s.is_empty() {
+        return None;
+    }
+    if !(8..=19).contains(&s.len()) {
+        return one_by_one(s); // checked: twenty digits may overflow
+    }
+    let (head, tail) = s.split_at(s.len() - 8);
+    // At most eleven digits: below 10^11, so head * 10^8 + tail fits in a u64.
+    let head = one_by_one(head)?;
+    let chunk = u64::from_le_bytes(tail.try_into().ok()?);
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    // Every byte 0x30..=0x39: high nibble 3, and low nibble + 6 carries into no high nibble.
+    if chunk & HIGH != ZEROS || ((chunk & !HIGH) + SIXES) & HIGH != 0 {
+        return None;
+    }
+    let d = chunk - ZEROS; // eight digit values, the first in the lowest byte
+    let pairs = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let quads = (pairs.wrapping_mul(1 + (100 << 16)) >> 16) & 0x0000_FFFF_0000_FFFF;
+    let eight = quads.wrapping_mul(1 + (10_000 << 32)) >> 32;
+    Some(head * 100_000_000 + eight)
 }
 
 #[cfg(test)]
@@ -569,6 +648,72 @@ mod tests {
         assert!(parse("garbage", &k).is_err());
         assert!(parse(&text, &Key::Phone(b"eve".to_vec())).is_err());
         assert_eq!(key_of_file_name(&file_name(&k)), Some(k));
+    }
+
+    #[test]
+    fn failure_lines_accept_only_whole_decimal_lines() {
+        assert_eq!(failure_lines(b""), Some(vec![]));
+        assert_eq!(failure_lines(b"f 7\nf 3\nf 5\n"), Some(vec![3, 5, 7]), "sorted");
+        assert_eq!(failure_lines(b"f 007\n"), Some(vec![7]));
+        // A short line whose eleventh byte on is the next line's newline.
+        assert_eq!(failure_lines(b"f 1000\nf 999\n"), Some(vec![999, 1000]));
+        assert_eq!(
+            failure_lines(b"f 1796634803\nf 17966348030\nf 1\n"),
+            Some(vec![1, 1_796_634_803, 17_966_348_030])
+        );
+        let max = format!("f {}\n", u64::MAX);
+        assert_eq!(failure_lines(max.as_bytes()), Some(vec![u64::MAX]));
+        for bad in [
+            &b"f \n"[..],
+            b"f 12x\n",
+            b"f -1\n",
+            b"f +1\n",
+            b"g 1\n",
+            b"f 1\r\n",
+            b"f 18446744073709551616\n",
+            b"f 1\n\n",
+            b"f 1\nf 2",
+            b"f 1 2\n",
+        ] {
+            assert_eq!(failure_lines(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        // The whole record: too many lines are refused, not cut.
+        let k = Key::User(b"zed".to_vec());
+        let mut text = serialize(&Record::default(), &k);
+        for t in 0..=MAX_FAILURES_KEPT {
+            text.push_str(&format!("f {t}\n"));
+        }
+        assert_eq!(parse(&text, &k), Err("too many failure lines".into()));
+    }
+
+    #[test]
+    fn digits_agree_with_the_standard_parser() {
+        // Every length from 1 to 21, every digit in every place, and bytes next to the digits.
+        let mut n: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in 1..=21usize {
+            for round in 0..400 {
+                n ^= n << 13;
+                n ^= n >> 7;
+                n ^= n << 17;
+                let mut s: Vec<u8> = (0..len)
+                    .map(|i| b'0' + ((n >> (i % 60)) % 10) as u8)
+                    .collect();
+                if round % 4 == 0 {
+                    let at = (n as usize) % len;
+                    s[at] = [b'/', b':', b' ', b'a', 0xb0, 0x39 + 0x40][(n >> 40) as usize % 6];
+                }
+                let want = std::str::from_utf8(&s)
+                    .ok()
+                    .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok());
+                assert_eq!(digits(&s), want, "{:?}", String::from_utf8_lossy(&s));
+            }
+        }
+        assert_eq!(digits(b"99999999"), Some(99_999_999));
+        assert_eq!(digits(b"1796634803"), Some(1_796_634_803));
+        assert_eq!(digits(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(digits(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(digits(b""), None);
     }
 
     #[test]
