@@ -589,9 +589,18 @@ fn line_of(text: &str, offset: usize) -> usize {
 impl Config {
     /// Reads, checks the permissions of, and validates the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let shown = path.display();
         let (meta, text) = read_checked(path, false, "cannot read: ")?;
-        let cfg = Self::parse(&text, path)?;
+        Self::from_file_text(path, &meta, &text)
+    }
+
+    /// [`Config::load`] of a file already read by [`read_checked`]: its metadata and text.
+    pub fn from_file_text(
+        path: &Path,
+        meta: &std::fs::Metadata,
+        text: &str,
+    ) -> Result<Config, ConfigError> {
+        let shown = path.display();
+        let cfg = Self::parse(text, path)?;
         if cfg.inline_key && meta.mode() & 0o044 != 0 {
             return Err(ConfigError(format!(
                 "{shown}: holds api_key inline but is readable by group or others (mode {:o}); chmod 600 it or use api_key_file",
@@ -605,7 +614,7 @@ impl Config {
             )));
         }
         let mut config = cfg.config;
-        config.source = Some(Source::of(&text, cfg.inline_key || cfg.redis_password));
+        config.source = Some(Source::of(text, cfg.inline_key || cfg.redis_password));
         Ok(config)
     }
 

@@ -331,9 +331,10 @@ pub fn lockout_dir_of(text: &str) -> PathBuf {
     PathBuf::from(config::DEFAULT_LOCKOUT_DIR)
 }
 
-/// The digest for the configuration file at `config`, if it is trusted, current and for the
-/// file backend; `None` hands the login over.
-fn current_digest(config: &Path) -> Option<Digest> {
+/// The configuration file at `config` (its metadata and text, read with the full module's
+/// checks) and its digest, if that is trusted, current and for the file backend; `None` hands
+/// the login over.
+fn current_digest(config: &Path) -> Option<(std::fs::Metadata, String, Digest)> {
     let (meta, text) = config::read_checked(config, false, "").ok()?;
     let dir = lockout_dir_of(&text);
     let d = Digest::parse(&read_trusted(&digest_path(&dir, config)).ok()?)?;
@@ -343,44 +344,105 @@ fn current_digest(config: &Path) -> Option<Digest> {
         && d.lockout.dir == dir
         && d.lockout.backend == Backend::Files
         && !(d.source.secret_inline && meta.mode() & 0o044 != 0);
-    current.then_some(d)
+    current.then_some((meta, text, d))
 }
 
 // ---------------------------------------------------------------------------------------------
 // The front's decision.
 
-/// An early refusal of the login from `rhost` (`PAM_RHOST`), with the user it refused, or
-/// `None`: the full module decides. Store warnings met on the way are logged either way.
+/// `pam_set_data` key of a [`Checked`]: set (or cleared) by the front before every hand-over
+/// of authenticate, taken by the full module (src/lib.rs) at once.
+pub const DATA_CHECKED: &str = "pam_portal.front_checked";
+
+/// What is stored under [`DATA_CHECKED`] (one type for both objects: they are one build).
+pub type CheckedData = Option<Box<Checked>>;
+
+/// What the front found before handing a login over: the configuration file's text (read
+/// with the full module's checks) and the digest made from it, with which the early
+/// refusals were checked for this user and address, and none applied.
+///
+/// The full module parses `text` instead of reading the file again, and does not repeat the
+/// lock checks (reading the same records again) if its own parse gives exactly `digest`:
+/// then the front checked with the settings the full module would have used.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub config: PathBuf,
+    pub meta: std::fs::Metadata,
+    pub text: String,
+    pub digest: Digest,
+    pub user: RawUser,
+    pub rhost: Option<String>,
+}
+
+impl Checked {
+    /// The user whose lock checks the full module, having parsed `self.text` into `c`, may
+    /// take as its own for a login from `rhost`: `None` if anything differs.
+    pub fn covers(&self, c: &Config, rhost: Option<&str>) -> Option<&RawUser> {
+        (self.rhost.as_deref() == rhost && Digest::of(c).is_some_and(|d| d == self.digest))
+            .then_some(&self.user)
+    }
+}
+
+/// What the front does with one authenticate call.
+pub enum Early {
+    /// Refused here (a denied or locked client), with the user it refused.
+    Refused(Decision, RawUser),
+    /// Handed over after the early refusals were checked and none applied.
+    Checked(Box<Checked>),
+    /// Handed over unchecked: the full module decides everything.
+    HandOver,
+}
+
+/// An early refusal of the login from `rhost` (`PAM_RHOST`), or a hand-over (with what was
+/// checked on the way). Store warnings met on the way are logged either way.
 pub fn early<P: Pam>(
     pam: &mut P,
     args: &Args,
     service: &str,
     rhost: Option<&str>,
     now: u64,
-) -> Option<(Decision, RawUser)> {
+) -> Early {
     if args.options.debug {
-        return None; // the full module writes the debug lines
+        return Early::HandOver; // the full module writes the debug lines
     }
-    let d = current_digest(&args.config)?;
-    let user = pam.user().ok()?;
+    let Some((meta, text, d)) = current_digest(&args.config) else {
+        return Early::HandOver;
+    };
+    let Ok(user) = pam.user() else {
+        return Early::HandOver;
+    };
     let delay = d.fail_delay_for(service);
     if delay > 0 {
         pam.fail_delay(delay);
     }
     let addr = access::parse_rhost(rhost);
     let l = &d.lockout;
-    let store = FileStore::open(&l.dir, lockout::longest_window(l)).ok()?;
-    let refusal = login::early_refusal(&user, addr, &d.access, l, &store, now).err();
+    let Ok(store) = FileStore::open(&l.dir, lockout::longest_window(l)) else {
+        return Early::HandOver;
+    };
+    let checked = login::early_refusal(&user, addr, &d.access, l, &store, now, false);
     for w in store.take_warnings() {
         pam.log(Priority::Warning, &w);
     }
-    let refusal = refusal.filter(|r| {
-        matches!(
-            r.reason,
-            Reason::IpDenied | Reason::IpLocked | Reason::UserLocked | Reason::PhoneLocked
-        )
-    })?;
-    Some((refusal, user))
+    match checked {
+        Ok(_) => Early::Checked(Box::new(Checked {
+            config: args.config.clone(),
+            meta,
+            text,
+            digest: d,
+            user,
+            rhost: rhost.map(str::to_string),
+        })),
+        Err(r)
+            if matches!(
+                r.reason,
+                Reason::IpDenied | Reason::IpLocked | Reason::UserLocked | Reason::PhoneLocked
+            ) =>
+        {
+            Early::Refused(r, user)
+        }
+        Err(_) => Early::HandOver,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,22 +452,30 @@ pub struct PamFront;
 
 impl PamHooks for PamFront {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        let mut checked: CheckedData = None;
         if let Ok(parsed) = Args::parse(&args) {
             let mut pam = LibPam::new(pamh, flags);
             let service = pam.service();
             let rhost = pam.rhost();
             let now = RealWorld::default().now();
-            if let Some((d, user)) = early(&mut pam, &parsed, &service, rhost.as_deref(), now) {
-                let who = Who {
-                    hook: "auth",
-                    user: Some(&user.0),
-                    rhost: rhost.as_deref(),
-                    service: &service,
-                };
-                audit::report(&mut pam, &d, &who);
-                return crate::pam_code(&d);
+            match early(&mut pam, &parsed, &service, rhost.as_deref(), now) {
+                Early::Refused(d, user) => {
+                    let who = Who {
+                        hook: "auth",
+                        user: Some(&user.0),
+                        rhost: rhost.as_deref(),
+                        service: &service,
+                    };
+                    audit::report(&mut pam, &d, &who);
+                    return crate::pam_code(&d);
+                }
+                Early::Checked(c) => checked = Some(c),
+                Early::HandOver => {}
             }
         }
+        // Set or cleared on every call, so that what this call checked is all the full module
+        // can find (never an earlier call's on the same handle).
+        LibPam::new(pamh, flags).set_data::<CheckedData>(DATA_CHECKED, checked);
         forward(pamh, Hook::Authenticate, &args, flags)
     }
 

@@ -33,7 +33,7 @@ use crate::config::{Config, Settings};
 use crate::decision::Decision;
 use crate::lockout::Store;
 use crate::login::{Options, RealWorld, World};
-use crate::pam::{LibPam, Pam, Priority};
+use crate::pam::{LibPam, Pam, Priority, RawUser};
 use crate::portal::{HttpPortal, PortalUser};
 use pam_bindings::constants::{PamFlag, PamResultCode};
 use pam_bindings::module::{PamHandle, PamHooks};
@@ -76,20 +76,31 @@ impl Args {
 }
 
 /// Arguments, configuration and store for one hook call; a refusal already logged otherwise.
+/// `checked`: what the front found before handing authenticate over (src/front.rs), whose
+/// configuration text is parsed instead of the file; with it comes the user whose lock checks
+/// need not be repeated, if the parse gives the very settings the front checked with.
 fn prepare(
     pam: &LibPam<'_>,
     args: &[&CStr],
     service: &str,
     write_digest: bool,
-) -> Result<(Args, Settings, Box<dyn Store>), Decision> {
+    checked: Option<&front::Checked>,
+) -> Result<(Args, Settings, Box<dyn Store>, Option<RawUser>), Decision> {
     let parsed = Args::parse(args).map_err(Decision::bad_config)?;
-    let config = Config::load(&parsed.config).map_err(|e| Decision::bad_config(e.0))?;
+    let checked = checked.filter(|c| c.config == parsed.config);
+    let config = match checked {
+        Some(c) => Config::from_file_text(&c.config, &c.meta, &c.text),
+        None => Config::load(&parsed.config),
+    }
+    .map_err(|e| Decision::bad_config(e.0))?;
+    let covered = checked.and_then(|c| c.covers(&config, pam.rhost().as_deref()));
     let settings = config.for_service(service);
     // Files: the directory is checked (and created) now. Redis: connected at the first use.
     let store = lockout::open(&settings.lockout).map_err(|e| Decision::store_error(e.0))?;
     // What the front needs to refuse early without parsing the file (src/front.rs): written
-    // for authenticate (`write_digest`), the only hook the front decides itself.
-    if write_digest {
+    // for authenticate (`write_digest`), the only hook the front decides itself, unless the
+    // front has just used a digest of exactly this.
+    if write_digest && covered.is_none() {
         if let Err(e) = front::save_digest(&parsed.config, &config) {
             if parsed.options.debug {
                 pam.log(Priority::Debug, &format!("debug: {e}"));
@@ -102,7 +113,7 @@ fn prepare(
             &format!("debug: configuration {} loaded", parsed.config.display()),
         );
     }
-    Ok((parsed, settings, store))
+    Ok((parsed, settings, store, covered.cloned()))
 }
 
 fn log_store_warnings(pam: &LibPam<'_>, store: &dyn Store) {
@@ -139,9 +150,17 @@ impl PamHooks for PamPortal {
         let mut pam = LibPam::new(pamh, flags);
         let service = pam.service();
         let rhost = pam.rhost();
-        let (decision, user, found) = match prepare(&pam, &args, &service, true) {
+        // What the front checked for this call, taken so that nothing else ever uses it.
+        let checked = pam
+            .get_data::<front::CheckedData>(front::DATA_CHECKED)
+            .flatten();
+        if checked.is_some() {
+            pam.set_data::<front::CheckedData>(front::DATA_CHECKED, None);
+        }
+        let (decision, user, found) = match prepare(&pam, &args, &service, true, checked.as_deref())
+        {
             Err(d) => (d, None, None),
-            Ok((parsed, settings, store)) => {
+            Ok((parsed, settings, store, covered)) => {
                 let mut portal = HttpPortal::new(&settings.portal)
                     .with_question_cache(settings.lockout.dir.join("questions.cache"));
                 let out = login::authenticate(
@@ -151,6 +170,7 @@ impl PamHooks for PamPortal {
                     &mut portal,
                     store.as_ref(),
                     &RealWorld::default(),
+                    covered.as_ref(),
                 );
                 log_store_warnings(&pam, store.as_ref());
                 (out.decision, out.user, out.found)
@@ -174,10 +194,10 @@ impl PamHooks for PamPortal {
         let service = pam.service();
         let rhost = pam.rhost();
         let user = pam.user().ok();
-        let decision = match (prepare(&pam, &args, &service, false), &user) {
+        let decision = match (prepare(&pam, &args, &service, false, None), &user) {
             (Err(d), _) => d,
             (Ok(_), None) => Decision::conversation(),
-            (Ok((_, settings, store)), Some(u)) => {
+            (Ok((_, settings, store, _)), Some(u)) => {
                 let known = pam
                     .get_data::<(Vec<u8>, PortalUser)>(DATA_USER)
                     .filter(|(name, _)| *name == u.0)

@@ -437,7 +437,9 @@ fn failure_lines(body: &[u8]) -> Option<Vec<u64>> {
         let start = i + 2;
         // Ten digits (every time from 2001 to 2286) and the newline after them, without a
         // byte-by-byte search for the end; any other line is searched.
-        let ten = body.get(start..start + 10).filter(|_| body.get(start + 10) == Some(&b'\n'));
+        let ten = body
+            .get(start..start + 10)
+            .filter(|_| body.get(start + 10) == Some(&b'\n'));
         let (t, len) = match ten.and_then(digits) {
             Some(t) => (t, 10),
             None => {
@@ -653,7 +655,11 @@ mod tests {
     #[test]
     fn failure_lines_accept_only_whole_decimal_lines() {
         assert_eq!(failure_lines(b""), Some(vec![]));
-        assert_eq!(failure_lines(b"f 7\nf 3\nf 5\n"), Some(vec![3, 5, 7]), "sorted");
+        assert_eq!(
+            failure_lines(b"f 7\nf 3\nf 5\n"),
+            Some(vec![3, 5, 7]),
+            "sorted"
+        );
         assert_eq!(failure_lines(b"f 007\n"), Some(vec![7]));
         // A short line whose eleventh byte on is the next line's newline.
         assert_eq!(failure_lines(b"f 1000\nf 999\n"), Some(vec![999, 1000]));
@@ -675,7 +681,12 @@ mod tests {
             b"f 1\nf 2",
             b"f 1 2\n",
         ] {
-            assert_eq!(failure_lines(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                failure_lines(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         // The whole record: too many lines are refused, not cut.
         let k = Key::User(b"zed".to_vec());
@@ -711,7 +722,10 @@ mod tests {
         }
         assert_eq!(digits(b"99999999"), Some(99_999_999));
         assert_eq!(digits(b"1796634803"), Some(1_796_634_803));
-        assert_eq!(digits(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            digits(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         assert_eq!(digits(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(digits(b""), None);
     }

@@ -127,6 +127,8 @@ impl Second {
     }
 }
 
+/// `checked`: the user whose lock checks (SPEC §4 step 3) the front has just made with these
+/// settings (src/front.rs); they are not repeated for that user.
 pub fn authenticate<P: Pam, A: PortalApi>(
     pam: &mut P,
     s: &Settings,
@@ -134,6 +136,7 @@ pub fn authenticate<P: Pam, A: PortalApi>(
     portal: &mut A,
     store: &dyn Store,
     world: &dyn World,
+    checked: Option<&RawUser>,
 ) -> Outcome {
     let user = match pam.user() {
         Ok(u) => u,
@@ -155,6 +158,7 @@ pub fn authenticate<P: Pam, A: PortalApi>(
         portal,
         store,
         now: world.now(),
+        locks_checked: checked == Some(&user),
         user: user.clone(),
         found: None,
         prompted: None,
@@ -175,6 +179,8 @@ struct Login<'a, P: Pam, A: PortalApi> {
     portal: &'a mut A,
     store: &'a dyn Store,
     now: u64,
+    /// The front has checked this user's locks (so has the client address's).
+    locks_checked: bool,
     user: RawUser,
     found: Option<PortalUser>,
     /// The password, when this module prompted for it (to set PAM_AUTHTOK on success).
@@ -198,7 +204,13 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
 
         // 2–3. Global lists and locks: refused at once.
         let keys = match early_refusal(
-            &self.user, addr, &s.access, &s.lockout, self.store, self.now,
+            &self.user,
+            addr,
+            &s.access,
+            &s.lockout,
+            self.store,
+            self.now,
+            self.locks_checked,
         ) {
             Ok(keys) => keys,
             Err(d) => return d,
@@ -591,7 +603,9 @@ impl Keys {
 /// SPEC §4 steps 2 and 3, the refusals before any prompt: a client address the global lists
 /// refuse, then a locked address, username or phone factor. The full login runs this, and so
 /// does the front (src/front.rs) before the rest of the module is loaded: one rule for both.
-/// `Ok` carries the login's record keys.
+/// `Ok` carries the login's record keys. `locks_checked`: the front has just read these
+/// records with these settings (src/front.rs), so step 3 is not repeated (the lists, which
+/// cost no I/O, are).
 pub(crate) fn early_refusal(
     user: &RawUser,
     addr: Option<IpAddr>,
@@ -599,6 +613,7 @@ pub(crate) fn early_refusal(
     l: &LockoutSettings,
     store: &dyn Store,
     now: u64,
+    locks_checked: bool,
 ) -> Result<Keys, Decision> {
     // 2. Global lists: refused at once.
     if !access::global_allows(access, addr) {
@@ -606,6 +621,9 @@ pub(crate) fn early_refusal(
     }
     // 3. Locks: refused at once, no prompt, no portal call.
     let keys = Keys::new(user, addr, l);
+    if locks_checked {
+        return Ok(keys);
+    }
     first_lock(
         store,
         now,

@@ -466,7 +466,16 @@ fn run_with(
     portal: &mut FakePortal,
     store: &MemStore,
 ) -> Decision {
-    authenticate(pam, s, opts, portal, store, &FakeWorld { ms: Cell::new(0) }).decision
+    authenticate(
+        pam,
+        s,
+        opts,
+        portal,
+        store,
+        &FakeWorld { ms: Cell::new(0) },
+        None,
+    )
+    .decision
 }
 
 /// One login with the default module arguments.
@@ -873,7 +882,16 @@ fn phone_run(
         ..FakePortal::with(vec![bound("frank", Vendor::Phone, status)])
     };
     let world = FakeWorld { ms: Cell::new(0) };
-    let d = authenticate(&mut pam, s, Options::default(), &mut portal, store, &world).decision;
+    let d = authenticate(
+        &mut pam,
+        s,
+        Options::default(),
+        &mut portal,
+        store,
+        &world,
+        None,
+    )
+    .decision;
     (d, pam, portal, world.millis())
 }
 
