@@ -290,16 +290,9 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
                 "module_load_ms": ml - p, "faillock_load_ms": fl - p,
                 "module_work_ms": m - ml, "faillock_work_ms": f - fl}
 
-    def phases(self, rounds=400):
-        """The locked refusal by phase, in a C driver (benches/pam_phases.c) run as a fresh
-        process per login like pamtester: pam_start (loading the modules), pam_authenticate,
-        pam_end, and the rest of the process (exec, libraries, exit), as medians over shuffled
-        rounds, for the module, pam_faillock and pam_permit.so alone."""
-        drv = self.build_c("pam_phases", libs=["-lpam"])
-        _, svc, _, fsvc = self.locked_pair("phases")
-        psvc = self.service("permit-phases", f"auth required {SECURITY}/pam_permit.so\n")
-        cmds = {"pam_portal": [drv, svc, "mallory", RHOST], "pam_faillock": [drv, fsvc, "nobody", RHOST],
-                "pam_permit": [drv, psvc, "nobody", RHOST]}
+    def by_phase(self, cmds, rounds):
+        """Each of `cmds` (name: a pam_phases command line) run `rounds` times, shuffled in each
+        round: {name: medians of the whole process and of each phase, µs}."""
         samples = {k: [] for k in cmds}
         names = list(cmds)
         for _ in range(rounds):
@@ -314,6 +307,29 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         for n, rows in samples.items():
             med = [statistics.median(c) for c in zip(*rows)]
             out[n] = dict(zip(["wall_us", "pam_start_us", "authenticate_us", "pam_end_us", "rest_us"], med))
+        return out
+
+    def phases(self, rounds=400):
+        """The locked refusal and the counted failure by phase, in a C driver
+        (benches/pam_phases.c) run as a fresh process per login like pamtester: pam_start
+        (loading the modules), pam_authenticate, pam_end, and the rest of the process (exec,
+        libraries, exit), as medians over shuffled rounds, for the module, pam_faillock and
+        pam_permit.so alone."""
+        drv = self.build_c("pam_phases", libs=["-lpam"])
+        _, svc, _, fsvc = self.locked_pair("phases")
+        psvc = self.service("permit-phases", f"auth required {SECURITY}/pam_permit.so\n")
+        out = self.by_phase({"pam_portal": [drv, svc, "mallory", RHOST], "pam_faillock": [drv, fsvc, "nobody", RHOST],
+                             "pam_permit": [drv, psvc, "nobody", RHOST]}, rounds)
+        # A counted failure, as in the concurrent bursts but one process at a time: the driver
+        # answers the password prompt with an empty line (counted without a portal call), and
+        # pam_faillock's stack fails at pam_deny.so; limits that never lock, records that grow.
+        _, csvc = self.module_service("fail-phases", CONC_LIMITS)
+        fdir = os.path.join(self.tmp, "faillock-fail-phases")
+        os.makedirs(fdir, exist_ok=True)
+        cfsvc = self.faillock_service("faillock-fail-phases", f"deny=100000 fail_interval=3600 nodelay dir={fdir}")
+        out["failure"] = self.by_phase({"pam_portal": [drv, csvc, "carol", RHOST],
+                                        "pam_faillock": [drv, cfsvc, "nobody", RHOST],
+                                        "pam_permit": [drv, psvc, "nobody", RHOST]}, rounds)
         # The decision's log line (SPEC §8), which pam_faillock does not write on this path: its
         # first call in a process, with and without the time zone already read.
         cost = self.build_c("syslog_cost")
@@ -479,6 +495,13 @@ def ci(interval):
     return f"[{interval[0]:.3f}–{interval[1]:.3f}]"
 
 
+def phase_rows(phases):
+    """Table rows of `Bench.by_phase` medians, µs."""
+    return [f"| {n} | {ph['wall_us']:.0f} | {ph['pam_start_us']:.0f} | {ph['authenticate_us']:.0f} | "
+            f"{ph['pam_end_us']:.0f} | {ph['rest_us']:.0f} |"
+            for n, ph in ((n, phases[n]) for n in ("pam_portal", "pam_faillock", "pam_permit"))]
+
+
 def report(r, runs):
     f, l, c, t, s = r["full"], r["locked"], r["conc"], r["rate"], r["size"]
     lines = [
@@ -504,10 +527,17 @@ def report(r, runs):
         "| | whole process | pam_start (loads the stack) | pam_authenticate | pam_end | the rest (exec, libraries, exit) |",
         "|---|---|---|---|---|---|",
     ]
-    for n in ("pam_portal", "pam_faillock", "pam_permit"):
-        ph = r["phases"][n]
-        lines.append(f"| {n} | {ph['wall_us']:.0f} | {ph['pam_start_us']:.0f} | {ph['authenticate_us']:.0f} | "
-                     f"{ph['pam_end_us']:.0f} | {ph['rest_us']:.0f} |")
+    lines += phase_rows(r["phases"])
+    lines += [
+        "",
+        "A counted failure by PAM call (the same driver; an empty password counted without a portal call, "
+        "pam_faillock's stack failing at pam_deny.so; limits that never lock, so the records grow to "
+        "one line per round as in the bursts):",
+        "",
+        "| | whole process | pam_start (loads the stack) | pam_authenticate | pam_end | the rest (exec, libraries, exit) |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += phase_rows(r["phases"]["failure"])
     sl = r["phases"]["syslog"]
     lines += [
         "",
@@ -542,7 +572,7 @@ def main():
     ap.add_argument("--no-redis", action="store_true", help="skip the Redis backend's measurements")
     ap.add_argument("--write", action="store_true", help="rewrite the results section of BENCHMARKS.md")
     ap.add_argument("--only", choices=["locked", "conc", "phases"],
-                    help="one measurement, printed as JSON (quick checks; phases: the locked refusal by PAM call)")
+                    help="one measurement, printed as JSON (quick checks; phases: the locked refusal and a counted failure by PAM call)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark writes PAM service files to /etc/pam.d")

@@ -16,6 +16,11 @@
 //! the front can refuse only what the full module would refuse, with the same code, message
 //! and log line (both call [`crate::login::early_refusal`] and [`crate::audit::report`]).
 //!
+//! A login the front checked and handed over carries what it found ([`Checked`], under
+//! [`DATA_CHECKED`]): the full module parses that text instead of reading the file again, and
+//! if its parse gives the very digest the front used, does not read the same lock records a
+//! second time (nor compare the digest file again).
+//!
 //! Decided here (the contract is silent): a digest is trusted for the file's text alone; the
 //! files the text names (the API key file, `ca_file`) are checked when a login goes on to the
 //! portal, so a locked client is refused as locked even if, say, the key file has since gone.
@@ -710,5 +715,57 @@ mod tests {
             dir("[lockout]\ndirectory = \"/no\"\n"),
             config::DEFAULT_LOCKOUT_DIR
         );
+    }
+
+    /// The full module takes the front's lock checks as its own only for the address they were
+    /// made for, and only if its parse of the text gives the digest the front used: here with
+    /// lists, per-service delays and every policy set, as a written and re-read digest.
+    #[test]
+    fn a_check_covers_only_the_settings_and_address_it_was_made_with() {
+        let dir = std::env::temp_dir().join(format!("pam_portal-covers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = |max: u32| {
+            format!(
+                "[portal]\nurl = \"https://portal.example\"\napi_user = \"u\"\napi_key = \"k\"\n\
+                 [auth]\nfail_delay_ms = 1500\n[lockout]\ndir = \"{}\"\nip = {{ ipv6_prefix = 48 }}\n\
+                 user = {{ max_failures = {max}, window_s = 60, lock_s = 90 }}\n\
+                 [access]\nallow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ndeny = [\"10.1.2.3\"]\n\
+                 [services.openvpn.auth]\nfail_delay_ms = 0\n",
+                dir.join("lock").display()
+            )
+        };
+        let load = |t: &str| {
+            let path = dir.join("pam_portal.toml");
+            std::fs::write(&path, t).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            let (meta, read) = config::read_checked(&path, false, "").unwrap();
+            let c = Config::from_file_text(&path, &meta, &read).unwrap();
+            (path, meta, read, c)
+        };
+        let (path, meta, read, c) = load(&text(4));
+        let written = Digest::of(&c).unwrap().to_text();
+        let checked = Checked {
+            config: path,
+            meta,
+            text: read,
+            digest: Digest::parse(&written).unwrap(),
+            user: RawUser(b"carol".to_vec()),
+            rhost: Some("10.9.8.7".into()),
+        };
+        assert_eq!(checked.covers(&c, Some("10.9.8.7")), Some(&checked.user));
+        assert_eq!(
+            checked.covers(&c, Some("10.9.8.6")),
+            None,
+            "another address"
+        );
+        assert_eq!(checked.covers(&c, None), None, "no address");
+        let (_, _, _, other) = load(&text(5));
+        assert_eq!(
+            checked.covers(&other, Some("10.9.8.7")),
+            None,
+            "other settings"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

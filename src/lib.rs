@@ -75,6 +75,15 @@ impl Args {
     }
 }
 
+/// What one hook call works with ([`prepare`]).
+struct Prepared {
+    args: Args,
+    settings: Settings,
+    store: Box<dyn Store>,
+    /// The user whose lock checks the front has just made with these settings.
+    checked_user: Option<RawUser>,
+}
+
 /// Arguments, configuration and store for one hook call; a refusal already logged otherwise.
 /// `checked`: what the front found before handing authenticate over (src/front.rs), whose
 /// configuration text is parsed instead of the file; with it comes the user whose lock checks
@@ -85,7 +94,7 @@ fn prepare(
     service: &str,
     write_digest: bool,
     checked: Option<&front::Checked>,
-) -> Result<(Args, Settings, Box<dyn Store>, Option<RawUser>), Decision> {
+) -> Result<Prepared, Decision> {
     let parsed = Args::parse(args).map_err(Decision::bad_config)?;
     let checked = checked.filter(|c| c.config == parsed.config);
     let config = match checked {
@@ -113,7 +122,12 @@ fn prepare(
             &format!("debug: configuration {} loaded", parsed.config.display()),
         );
     }
-    Ok((parsed, settings, store, covered.cloned()))
+    Ok(Prepared {
+        args: parsed,
+        settings,
+        store,
+        checked_user: covered.cloned(),
+    })
 }
 
 fn log_store_warnings(pam: &LibPam<'_>, store: &dyn Store) {
@@ -160,19 +174,19 @@ impl PamHooks for PamPortal {
         let (decision, user, found) = match prepare(&pam, &args, &service, true, checked.as_deref())
         {
             Err(d) => (d, None, None),
-            Ok((parsed, settings, store, covered)) => {
-                let mut portal = HttpPortal::new(&settings.portal)
-                    .with_question_cache(settings.lockout.dir.join("questions.cache"));
+            Ok(p) => {
+                let mut portal = HttpPortal::new(&p.settings.portal)
+                    .with_question_cache(p.settings.lockout.dir.join("questions.cache"));
                 let out = login::authenticate(
                     &mut pam,
-                    &settings,
-                    parsed.options,
+                    &p.settings,
+                    p.args.options,
                     &mut portal,
-                    store.as_ref(),
+                    p.store.as_ref(),
                     &RealWorld::default(),
-                    covered.as_ref(),
+                    p.checked_user.as_ref(),
                 );
-                log_store_warnings(&pam, store.as_ref());
+                log_store_warnings(&pam, p.store.as_ref());
                 (out.decision, out.user, out.found)
             }
         };
@@ -197,7 +211,12 @@ impl PamHooks for PamPortal {
         let decision = match (prepare(&pam, &args, &service, false, None), &user) {
             (Err(d), _) => d,
             (Ok(_), None) => Decision::conversation(),
-            (Ok((_, settings, store, _)), Some(u)) => {
+            (
+                Ok(Prepared {
+                    settings, store, ..
+                }),
+                Some(u),
+            ) => {
                 let known = pam
                     .get_data::<(Vec<u8>, PortalUser)>(DATA_USER)
                     .filter(|(name, _)| *name == u.0)

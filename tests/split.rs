@@ -281,6 +281,56 @@ fn the_front_alone_refuses_a_locked_client_and_hands_the_rest_over() {
     assert!(sim.calls().is_empty(), "{:?}", sim.calls());
 }
 
+/// What the front checked before a hand-over serves that one call of the full module. A stack
+/// that runs the front, then the full module on its own line: the first line counts a failure
+/// that locks mallory; the second must see the lock in the record (no prompt), not take the
+/// front's earlier "not locked" for its own.
+#[test]
+fn the_fronts_check_serves_the_one_call_it_was_made_for() {
+    let sim = Sim::start(&fixtures::standard());
+    let (env, lib) = env_with(&sim, "[lockout]\nuser = { max_failures = 1 }\n", true, None);
+    // A first login writes the digest, so that the front checks the next ones itself.
+    let o = env.login().user("zed").rhost(CLIENT).answers(&[""]).run();
+    assert_eq!(o.auth, Some(PAM_MAXTRIES), "{}", o.describe());
+    digest_file(&env);
+    env.stack_text(
+        "test",
+        &format!(
+            "auth optional {{module}} config={{config}}\nauth required {} config={{config}}\n",
+            lib.join(FULL).display()
+        ),
+    );
+    let o = env
+        .login()
+        .user("mallory")
+        .rhost(CLIENT)
+        .answers(&["", ""])
+        .under_pam_wrapper()
+        .run();
+    assert_eq!(o.auth, Some(PAM_MAXTRIES), "{}", o.describe());
+    assert_eq!(o.prompts().len(), 1, "{}", o.describe());
+    let reasons: Vec<String> = o
+        .decisions()
+        .iter()
+        .map(|d| d.text.split(" user=").next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "result=fail reason=empty_password",
+            "result=fail reason=user_locked"
+        ],
+        "{}",
+        o.describe()
+    );
+    assert!(
+        o.decisions()[0].text.contains("counted=yes locked=user"),
+        "{}",
+        o.describe()
+    );
+    assert!(sim.calls().is_empty(), "{:?}", sim.calls());
+}
+
 #[test]
 fn an_edited_configuration_is_not_judged_by_the_old_digest() {
     let sim = Sim::start(&fixtures::standard());
@@ -364,8 +414,14 @@ fn a_full_module_of_another_version_is_not_used() {
 }
 
 /// What a client sees and what the log says of one login: code, messages, prompts, and the
-/// decision line with the service's name taken out.
-fn seen(env: &Env, service: &str, user: &str, rhost: Option<&str>) -> (Option<i32>, String) {
+/// decision line with the service's name and the lock's seconds left taken out (a second may
+/// pass between two logins); those seconds come third.
+fn seen(
+    env: &Env,
+    service: &str,
+    user: &str,
+    rhost: Option<&str>,
+) -> (Option<i32>, String, Vec<u64>) {
     // No answer to a prompt: a conversation error, nothing counted, so each login leaves the
     // records as it found them.
     let mut l = env.login().service(service).user(user).answers(&[]);
@@ -383,12 +439,28 @@ fn seen(env: &Env, service: &str, user: &str, rhost: Option<&str>) -> (Option<i3
                 .replace(&format!("service={service}"), "service=")
         })
         .collect();
+    let mut left = Vec::new();
+    let decision: Vec<String> = decision
+        .iter()
+        .map(|line| {
+            line.split(' ')
+                .map(|w| match w.strip_prefix("lock_left_s=") {
+                    Some(n) => {
+                        left.push(n.parse::<u64>().unwrap());
+                        "lock_left_s=…"
+                    }
+                    None => w,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
     let shown = format!(
         "prompts={:?} errors={:?} log={decision:?}",
         o.prompts().len(),
         o.errors()
     );
-    (o.auth, shown)
+    (o.auth, shown, left)
 }
 
 #[test]
@@ -437,7 +509,19 @@ fn the_front_and_the_full_module_refuse_alike() {
     for ((user, rhost), full) in cases.iter().zip(full) {
         let front = seen(&env, "test", user, *rhost);
         if matches!(full.0, Some(PAM_PERM_DENIED | PAM_MAXTRIES)) {
-            assert_eq!(front, full, "{user} from {rhost:?}");
+            assert_eq!(
+                (front.0, &front.1),
+                (full.0, &full.1),
+                "{user} from {rhost:?}"
+            );
+            // The front ran later: as many seconds left, or a few fewer.
+            assert_eq!(front.2.len(), full.2.len(), "{user} from {rhost:?}");
+            for (f, l) in front.2.iter().zip(&full.2) {
+                assert!(
+                    f <= l && l - f <= 5,
+                    "{user} from {rhost:?}: {f} s left, then {l}"
+                );
+            }
             refused += 1;
         } else {
             assert_eq!(

@@ -626,6 +626,68 @@ fn lock_after_threshold_then_refused_without_prompt_or_call() {
     assert!(pam.seen.is_empty() && portal.calls.is_empty());
 }
 
+/// The user whose locks the front has just checked (src/front.rs): those records are not read
+/// again, for that user only; the global lists, which cost no I/O, still are.
+#[test]
+fn locks_the_front_checked_are_not_read_again_for_that_user_only() {
+    let s = settings("[access]\ndeny = [\"198.51.100.0/24\"]\n", "sshd");
+    let login = |user: &str, rhost: &str, checked: Option<&str>, store: &MemStore| {
+        let mut pam = FakePam::new(user, rhost, &[Some("bad"), Some("x")]);
+        let mut portal = FakePortal::with(vec![alice()]);
+        let checked = checked.map(|u| RawUser(u.as_bytes().to_vec()));
+        let world = FakeWorld { ms: Cell::new(0) };
+        let opts = Options::default();
+        let d = authenticate(
+            &mut pam,
+            &s,
+            opts,
+            &mut portal,
+            store,
+            &world,
+            checked.as_ref(),
+        );
+        (d.decision, pam.prompts().len())
+    };
+    // A store whose records cannot be read: a check that reads them refuses.
+    let unreadable = MemStore {
+        broken: true,
+        ..Default::default()
+    };
+    let (d, prompts) = login("alice", IP, None, &unreadable);
+    assert_eq!((d.reason, prompts), (Reason::StoreError, 0));
+    let (d, prompts) = login("alice", IP, Some("bob"), &unreadable);
+    assert_eq!(
+        (d.reason, prompts),
+        (Reason::StoreError, 0),
+        "another user's check"
+    );
+    let (d, prompts) = login("alice", IP, Some("alice"), &unreadable);
+    assert_eq!(
+        (d.reason, prompts),
+        (Reason::BadPassword, 2),
+        "not read again"
+    );
+    assert_eq!(
+        unreadable.failures(&ukey("alice")),
+        1,
+        "and the failure counted"
+    );
+    // The global lists are checked all the same.
+    let (d, prompts) = login("alice", "198.51.100.7", Some("alice"), &unreadable);
+    assert_eq!((d.reason, prompts), (Reason::IpDenied, 0));
+    // A lock that began after the front's check answers as a lock when the failure is counted.
+    let store = MemStore::default();
+    let until = Record {
+        failures: vec![],
+        locked_until: 20_000,
+    };
+    store.records.borrow_mut().insert(ukey("alice"), until);
+    let (d, _) = login("alice", IP, Some("alice"), &store);
+    assert_eq!((d.code, d.locked), (Code::PAM_MAXTRIES, Some("user")));
+    let (d, prompts) = login("alice", IP, None, &store);
+    assert_eq!((d.reason, prompts), (Reason::UserLocked, 0));
+}
+
 #[test]
 fn address_counter_is_shared_across_usernames() {
     let s = settings("[lockout]\nip = { max_failures = 3 }\n", "sshd");
