@@ -590,27 +590,23 @@ impl Config {
     /// Reads, checks the permissions of, and validates the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let (meta, text) = read_checked(path, false, "cannot read: ")?;
-        Self::from_file_text(path, &meta, &text)
+        Self::from_file_text(path, meta.mode(), &text)
     }
 
-    /// [`Config::load`] of a file already read by [`read_checked`]: its metadata and text.
-    pub fn from_file_text(
-        path: &Path,
-        meta: &std::fs::Metadata,
-        text: &str,
-    ) -> Result<Config, ConfigError> {
+    /// [`Config::load`] of a file already read by [`read_checked`]: its mode and text.
+    pub fn from_file_text(path: &Path, mode: u32, text: &str) -> Result<Config, ConfigError> {
         let shown = path.display();
         let cfg = Self::parse(text, path)?;
-        if cfg.inline_key && meta.mode() & 0o044 != 0 {
+        if cfg.inline_key && mode & 0o044 != 0 {
             return Err(ConfigError(format!(
                 "{shown}: holds api_key inline but is readable by group or others (mode {:o}); chmod 600 it or use api_key_file",
-                meta.mode() & 0o777
+                mode & 0o777
             )));
         }
-        if cfg.redis_password && meta.mode() & 0o044 != 0 {
+        if cfg.redis_password && mode & 0o044 != 0 {
             return Err(ConfigError(format!(
                 "{shown}: redis_url holds a password but the file is readable by group or others (mode {:o}); chmod 600 it",
-                meta.mode() & 0o777
+                mode & 0o777
             )));
         }
         let mut config = cfg.config;

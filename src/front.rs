@@ -336,10 +336,10 @@ pub fn lockout_dir_of(text: &str) -> PathBuf {
     PathBuf::from(config::DEFAULT_LOCKOUT_DIR)
 }
 
-/// The configuration file at `config` (its metadata and text, read with the full module's
-/// checks) and its digest, if that is trusted, current and for the file backend; `None` hands
-/// the login over.
-fn current_digest(config: &Path) -> Option<(std::fs::Metadata, String, Digest)> {
+/// The configuration file at `config` (its mode and text, read with the full module's checks)
+/// and its digest, if that is trusted, current and for the file backend; `None` hands the
+/// login over.
+fn current_digest(config: &Path) -> Option<(u32, String, Digest)> {
     let (meta, text) = config::read_checked(config, false, "").ok()?;
     let dir = lockout_dir_of(&text);
     let d = Digest::parse(&read_trusted(&digest_path(&dir, config)).ok()?)?;
@@ -349,18 +349,15 @@ fn current_digest(config: &Path) -> Option<(std::fs::Metadata, String, Digest)> 
         && d.lockout.dir == dir
         && d.lockout.backend == Backend::Files
         && !(d.source.secret_inline && meta.mode() & 0o044 != 0);
-    current.then_some((meta, text, d))
+    current.then_some((meta.mode(), text, d))
 }
 
 // ---------------------------------------------------------------------------------------------
 // The front's decision.
 
-/// `pam_set_data` key of a [`Checked`]: set (or cleared) by the front before every hand-over
-/// of authenticate, taken by the full module (src/lib.rs) at once.
+/// `pam_set_data` key of a [`Mark`]: set by the front before every hand-over of authenticate
+/// (empty when it checked nothing), taken by the full module (src/lib.rs) at once.
 pub const DATA_CHECKED: &str = "pam_portal.front_checked";
-
-/// What is stored under [`DATA_CHECKED`] (one type for both objects: they are one build).
-pub type CheckedData = Option<Box<Checked>>;
 
 /// What the front found before handing a login over: the configuration file's text (read
 /// with the full module's checks) and the digest made from it, with which the early
@@ -369,12 +366,14 @@ pub type CheckedData = Option<Box<Checked>>;
 /// The full module parses `text` instead of reading the file again, and does not repeat the
 /// lock checks (reading the same records again) if its own parse gives exactly `digest`:
 /// then the front checked with the settings the full module would have used.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checked {
     pub config: PathBuf,
-    pub meta: std::fs::Metadata,
+    /// The file's mode, as the checked read saw it.
+    pub mode: u32,
     pub text: String,
-    pub digest: Digest,
+    /// The digest's text ([`Digest::to_text`]).
+    pub digest: String,
     pub user: RawUser,
     pub rhost: Option<String>,
 }
@@ -383,8 +382,117 @@ impl Checked {
     /// The user whose lock checks the full module, having parsed `self.text` into `c`, may
     /// take as its own for a login from `rhost`: `None` if anything differs.
     pub fn covers(&self, c: &Config, rhost: Option<&str>) -> Option<&RawUser> {
-        (self.rhost.as_deref() == rhost && Digest::of(c).is_some_and(|d| d == self.digest))
-            .then_some(&self.user)
+        (self.rhost.as_deref() == rhost
+            && Digest::of(c).is_some_and(|d| d.to_text() == self.digest))
+        .then_some(&self.user)
+    }
+
+    /// The bytes a [`Mark`] carries: this version, then each field as its length (8 bytes,
+    /// little-endian; an absent `rhost` is `u64::MAX`) and its bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut put = |field: Option<&[u8]>| match field {
+            Some(b) => {
+                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
+        };
+        put(Some(VERSION.as_bytes()));
+        put(Some(self.config.as_os_str().as_bytes()));
+        put(Some(&self.mode.to_le_bytes()));
+        put(Some(self.text.as_bytes()));
+        put(Some(self.digest.as_bytes()));
+        put(Some(&self.user.0));
+        put(self.rhost.as_ref().map(|r| r.as_bytes()));
+        out
+    }
+
+    /// [`Checked::encode`]'s bytes read back: `None` for anything else, or another version's.
+    pub fn decode(bytes: &[u8]) -> Option<Checked> {
+        let mut rest = bytes;
+        let mut take = || -> Option<Option<&[u8]>> {
+            let (len, after) = rest.split_first_chunk::<8>()?;
+            let len = u64::from_le_bytes(*len);
+            if len == u64::MAX {
+                rest = after;
+                return Some(None);
+            }
+            let len = usize::try_from(len).ok()?;
+            let field = after.get(..len)?;
+            rest = &after[len..];
+            Some(Some(field))
+        };
+        let mut field = || take().flatten();
+        if field()? != VERSION.as_bytes() {
+            return None;
+        }
+        let config = PathBuf::from(std::ffi::OsStr::from_bytes(field()?));
+        let mode = u32::from_le_bytes(field()?.try_into().ok()?);
+        let text = String::from_utf8(field()?.to_vec()).ok()?;
+        let digest = String::from_utf8(field()?.to_vec()).ok()?;
+        let user = RawUser(field()?.to_vec());
+        let rhost = match take()? {
+            Some(r) => Some(String::from_utf8(r.to_vec()).ok()?),
+            None => None,
+        };
+        rest.is_empty().then_some(Checked {
+            config,
+            mode,
+            text,
+            digest,
+            user,
+            rhost,
+        })
+    }
+}
+
+/// What is stored under [`DATA_CHECKED`]: a C layout holding [`Checked::encode`]'s bytes, so
+/// that the front and the full module read it alike even if two builds of one version met
+/// (as the HTTP half's interface is, src/portal/abi.rs). The mark owns its bytes; an empty
+/// one says the front checked nothing.
+#[repr(C)]
+pub struct Mark {
+    layout: u64,
+    ptr: *mut u8,
+    len: usize,
+}
+
+/// The first field of every [`Mark`]: this layout.
+const MARK_LAYOUT: u64 = u64::from_be_bytes(*b"ppmark01");
+
+impl Mark {
+    pub fn new(bytes: Vec<u8>) -> Mark {
+        let bytes = bytes.into_boxed_slice();
+        let len = bytes.len();
+        Mark {
+            layout: MARK_LAYOUT,
+            ptr: Box::into_raw(bytes).cast::<u8>(),
+            len,
+        }
+    }
+
+    /// The bytes, unless the mark is empty or of another layout.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        // SAFETY: a mark of this layout holds `len` bytes at `ptr`, from `Mark::new`, until
+        // it is dropped.
+        (self.layout == MARK_LAYOUT && self.len > 0)
+            .then(|| unsafe { std::slice::from_raw_parts(self.ptr, self.len) })
+    }
+}
+
+impl Clone for Mark {
+    fn clone(&self) -> Mark {
+        Mark::new(self.bytes().map(<[u8]>::to_vec).unwrap_or_default())
+    }
+}
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        if self.layout == MARK_LAYOUT {
+            // SAFETY: `ptr` and `len` are the boxed slice `Mark::new` leaked, freed once here.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) });
+        }
     }
 }
 
@@ -410,7 +518,7 @@ pub fn early<P: Pam>(
     if args.options.debug {
         return Early::HandOver; // the full module writes the debug lines
     }
-    let Some((meta, text, d)) = current_digest(&args.config) else {
+    let Some((mode, text, d)) = current_digest(&args.config) else {
         return Early::HandOver;
     };
     let Ok(user) = pam.user() else {
@@ -432,9 +540,9 @@ pub fn early<P: Pam>(
     match checked {
         Ok(_) => Early::Checked(Box::new(Checked {
             config: args.config.clone(),
-            meta,
+            mode,
             text,
-            digest: d,
+            digest: d.to_text(),
             user,
             rhost: rhost.map(str::to_string),
         })),
@@ -457,7 +565,7 @@ pub struct PamFront;
 
 impl PamHooks for PamFront {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
-        let mut checked: CheckedData = None;
+        let mut checked = None;
         if let Ok(parsed) = Args::parse(&args) {
             let mut pam = LibPam::new(pamh, flags);
             let service = pam.service();
@@ -478,9 +586,14 @@ impl PamHooks for PamFront {
                 Early::HandOver => {}
             }
         }
-        // Set or cleared on every call, so that what this call checked is all the full module
-        // can find (never an earlier call's on the same handle).
-        LibPam::new(pamh, flags).set_data::<CheckedData>(DATA_CHECKED, checked);
+        // Set on every call (empty if nothing was checked), so that what this call checked is
+        // all the full module can find, never an earlier call's on the same handle.
+        let mark = Mark::new(
+            checked
+                .map(|c: Box<Checked>| c.encode())
+                .unwrap_or_default(),
+        );
+        LibPam::new(pamh, flags).set_data::<Mark>(DATA_CHECKED, mark);
         forward(pamh, Hook::Authenticate, &args, flags)
     }
 
@@ -740,16 +853,17 @@ mod tests {
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
                 .unwrap();
             let (meta, read) = config::read_checked(&path, false, "").unwrap();
-            let c = Config::from_file_text(&path, &meta, &read).unwrap();
-            (path, meta, read, c)
+            let c = Config::from_file_text(&path, meta.mode(), &read).unwrap();
+            (path, meta.mode(), read, c)
         };
-        let (path, meta, read, c) = load(&text(4));
+        let (path, mode, read, c) = load(&text(4));
+        // As the front has it: the digest file's text, read back and written again.
         let written = Digest::of(&c).unwrap().to_text();
         let checked = Checked {
             config: path,
-            meta,
+            mode,
             text: read,
-            digest: Digest::parse(&written).unwrap(),
+            digest: Digest::parse(&written).unwrap().to_text(),
             user: RawUser(b"carol".to_vec()),
             rhost: Some("10.9.8.7".into()),
         };
@@ -767,5 +881,39 @@ mod tests {
             "other settings"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_check_travels_in_a_mark_and_nothing_else_reads_as_one() {
+        let mut c = Checked {
+            config: PathBuf::from("/etc/pam_portal/ä.toml"),
+            mode: 0o100600,
+            text: "[portal]\nurl = \"x\"\n".into(),
+            digest: digest().to_text(),
+            user: RawUser(vec![0xff, b'\n', 0]),
+            rhost: Some("2001:db8::1".into()),
+        };
+        for rhost in [Some("2001:db8::1".to_string()), Some(String::new()), None] {
+            c.rhost = rhost;
+            let mark = Mark::new(c.encode());
+            assert_eq!(mark.bytes().and_then(Checked::decode), Some(c.clone()));
+            assert_eq!(mark.clone().bytes(), mark.bytes(), "a clone owns a copy");
+        }
+        let bytes = c.encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(Checked::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Checked::decode(&longer), None, "a byte too many");
+        let other = c
+            .encode()
+            .windows(VERSION.len())
+            .position(|w| w == VERSION.as_bytes())
+            .unwrap();
+        let mut other_version = bytes;
+        other_version[other] ^= 1;
+        assert_eq!(Checked::decode(&other_version), None, "another version");
+        assert_eq!(Mark::new(Vec::new()).bytes(), None, "the empty mark");
     }
 }

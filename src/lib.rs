@@ -98,7 +98,7 @@ fn prepare(
     let parsed = Args::parse(args).map_err(Decision::bad_config)?;
     let checked = checked.filter(|c| c.config == parsed.config);
     let config = match checked {
-        Some(c) => Config::from_file_text(&c.config, &c.meta, &c.text),
+        Some(c) => Config::from_file_text(&c.config, c.mode, &c.text),
         None => Config::load(&parsed.config),
     }
     .map_err(|e| Decision::bad_config(e.0))?;
@@ -165,14 +165,16 @@ impl PamHooks for PamPortal {
         let service = pam.service();
         let rhost = pam.rhost();
         // What the front checked for this call, taken so that nothing else ever uses it.
-        let checked = pam
-            .get_data::<front::CheckedData>(front::DATA_CHECKED)
-            .flatten();
+        let mark = pam.get_data::<front::Mark>(front::DATA_CHECKED);
+        let checked = mark
+            .as_ref()
+            .and_then(front::Mark::bytes)
+            .map(front::Checked::decode);
         if checked.is_some() {
-            pam.set_data::<front::CheckedData>(front::DATA_CHECKED, None);
+            pam.set_data::<front::Mark>(front::DATA_CHECKED, front::Mark::new(Vec::new()));
         }
-        let (decision, user, found) = match prepare(&pam, &args, &service, true, checked.as_deref())
-        {
+        let checked = checked.flatten();
+        let (decision, user, found) = match prepare(&pam, &args, &service, true, checked.as_ref()) {
             Err(d) => (d, None, None),
             Ok(p) => {
                 let mut portal = HttpPortal::new(&p.settings.portal)

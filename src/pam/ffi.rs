@@ -71,8 +71,10 @@ pub fn geteuid() -> u32 {
 
 /// `pam_get_data` for a value this crate stored with `pam_set_data` under `key`.
 pub fn get_data<T: Clone + 'static>(pamh: &PamHandle, key: &str) -> Option<T> {
-    // SAFETY: the keys are private to this crate (lib.rs) and each is only ever set with one
-    // type, so the stored pointer is a `T`.
+    // SAFETY: the keys are private to this crate and each is only ever set with one type, so
+    // the stored pointer is a `T`. The one key set by one object and read by another (the
+    // front's `front::DATA_CHECKED`, read by the full module) holds a `#[repr(C)]` type
+    // (`front::Mark`), laid out alike by any build.
     unsafe { pamh.get_data::<T>(key) }.ok().cloned()
 }
 
