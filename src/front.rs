@@ -337,19 +337,20 @@ pub fn lockout_dir_of(text: &str) -> PathBuf {
 }
 
 /// The configuration file at `config` (its mode and text, read with the full module's checks)
-/// and its digest, if that is trusted, current and for the file backend; `None` hands the
-/// login over.
-fn current_digest(config: &Path) -> Option<(u32, String, Digest)> {
+/// and its digest (parsed, and the file's text), if that is trusted, current and for the file
+/// backend; `None` hands the login over.
+fn current_digest(config: &Path) -> Option<(u32, String, Digest, String)> {
     let (meta, text) = config::read_checked(config, false, "").ok()?;
     let dir = lockout_dir_of(&text);
-    let d = Digest::parse(&read_trusted(&digest_path(&dir, config)).ok()?)?;
+    let written = read_trusted(&digest_path(&dir, config)).ok()?;
+    let d = Digest::parse(&written)?;
     let source = Source::of(&text, d.source.secret_inline);
     let current = d.source == source
         && d.version == env!("CARGO_PKG_VERSION")
         && d.lockout.dir == dir
         && d.lockout.backend == Backend::Files
         && !(d.source.secret_inline && meta.mode() & 0o044 != 0);
-    current.then_some((meta.mode(), text, d))
+    current.then_some((meta.mode(), text, d, written))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,7 +373,7 @@ pub struct Checked {
     /// The file's mode, as the checked read saw it.
     pub mode: u32,
     pub text: String,
-    /// The digest's text ([`Digest::to_text`]).
+    /// The digest file's text: what [`save_digest`] wrote, [`Digest::to_text`].
     pub digest: String,
     pub user: RawUser,
     pub rhost: Option<String>,
@@ -518,7 +519,7 @@ pub fn early<P: Pam>(
     if args.options.debug {
         return Early::HandOver; // the full module writes the debug lines
     }
-    let Some((mode, text, d)) = current_digest(&args.config) else {
+    let Some((mode, text, d, written)) = current_digest(&args.config) else {
         return Early::HandOver;
     };
     let Ok(user) = pam.user() else {
@@ -542,7 +543,7 @@ pub fn early<P: Pam>(
             config: args.config.clone(),
             mode,
             text,
-            digest: d.to_text(),
+            digest: written,
             user,
             rhost: rhost.map(str::to_string),
         })),
