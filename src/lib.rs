@@ -92,6 +92,7 @@ fn prepare(
     pam: &LibPam<'_>,
     args: &[&CStr],
     service: &str,
+    rhost: Option<&str>,
     write_digest: bool,
     checked: Option<&front::Checked>,
 ) -> Result<Prepared, Decision> {
@@ -102,7 +103,7 @@ fn prepare(
         None => Config::load(&parsed.config),
     }
     .map_err(|e| Decision::bad_config(e.0))?;
-    let covered = checked.and_then(|c| c.covers(&config, pam.rhost().as_deref()));
+    let covered = checked.and_then(|c| c.covers(&config, rhost));
     let settings = config.for_service(service);
     // Files: the directory is checked (and created) now. Redis: connected at the first use.
     let store = lockout::open(&settings.lockout).map_err(|e| Decision::store_error(e.0))?;
@@ -174,7 +175,14 @@ impl PamHooks for PamPortal {
             pam.set_data::<front::Mark>(front::DATA_CHECKED, front::Mark::new(Vec::new()));
         }
         let checked = checked.flatten();
-        let (decision, user, found) = match prepare(&pam, &args, &service, true, checked.as_ref()) {
+        let (decision, user, found) = match prepare(
+            &pam,
+            &args,
+            &service,
+            rhost.as_deref(),
+            true,
+            checked.as_ref(),
+        ) {
             Err(d) => (d, None, None),
             Ok(p) => {
                 let mut portal = HttpPortal::new(&p.settings.portal)
@@ -210,7 +218,10 @@ impl PamHooks for PamPortal {
         let service = pam.service();
         let rhost = pam.rhost();
         let user = pam.user().ok();
-        let decision = match (prepare(&pam, &args, &service, false, None), &user) {
+        let decision = match (
+            prepare(&pam, &args, &service, rhost.as_deref(), false, None),
+            &user,
+        ) {
             (Err(d), _) => d,
             (Ok(_), None) => Decision::conversation(),
             (
