@@ -162,6 +162,13 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
             text += f"auth sufficient {SECURITY}/pam_faillock.so authsucc {opts}\n"
         return self.service(name, text)
 
+    def counting_faillock(self, name):
+        """pam_faillock around pam_deny.so with a tally directory of its own and limits that
+        never lock (every failure only counted): (tally directory, service)."""
+        fdir = os.path.join(self.tmp, name)
+        os.makedirs(fdir, exist_ok=True)
+        return fdir, self.faillock_service(name, f"deny=100000 fail_interval=3600 nodelay dir={fdir}")
+
     def lock_out(self, svc, user):
         """Three empty passwords: counted without a portal call (max_failures = 3 locks)."""
         for _ in range(3):
@@ -324,9 +331,7 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         # answers the password prompt with an empty line (counted without a portal call), and
         # pam_faillock's stack fails at pam_deny.so; limits that never lock, records that grow.
         _, csvc = self.module_service("fail-phases", CONC_LIMITS)
-        fdir = os.path.join(self.tmp, "faillock-fail-phases")
-        os.makedirs(fdir, exist_ok=True)
-        cfsvc = self.faillock_service("faillock-fail-phases", f"deny=100000 fail_interval=3600 nodelay dir={fdir}")
+        _, cfsvc = self.counting_faillock("faillock-fail-phases")
         out["failure"] = self.by_phase({"pam_portal": [drv, csvc, "carol", RHOST],
                                         "pam_faillock": [drv, cfsvc, "nobody", RHOST],
                                         "pam_permit": [drv, psvc, "nobody", RHOST]}, rounds)
@@ -344,9 +349,7 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
     # -- 3. concurrent failure recording vs pam_faillock ----------------------------------
     def concurrent_failures(self, procs=32, total=640, rounds=5):
         cfg, svc = self.module_service("conc", CONC_LIMITS)
-        fdir = os.path.join(self.tmp, "faillock-conc")
-        os.makedirs(fdir, exist_ok=True)
-        fsvc = self.faillock_service("faillock-conc", f"deny=100000 fail_interval=3600 nodelay dir={fdir}")
+        fdir, fsvc = self.counting_faillock("faillock-conc")
 
         def ours_counted():
             n = user_failures(cfg, "carol")

@@ -502,7 +502,7 @@ pub enum Early {
     /// Refused here (a denied or locked client), with the user it refused.
     Refused(Decision, RawUser),
     /// Handed over after the early refusals were checked and none applied.
-    Checked(Box<Checked>),
+    Checked(Checked),
     /// Handed over unchecked: the full module decides everything.
     HandOver,
 }
@@ -539,14 +539,14 @@ pub fn early<P: Pam>(
         pam.log(Priority::Warning, &w);
     }
     match checked {
-        Ok(_) => Early::Checked(Box::new(Checked {
+        Ok(_) => Early::Checked(Checked {
             config: args.config.clone(),
             mode,
             text,
             digest: written,
             user,
             rhost: rhost.map(str::to_string),
-        })),
+        }),
         Err(r)
             if matches!(
                 r.reason,
@@ -566,7 +566,7 @@ pub struct PamFront;
 
 impl PamHooks for PamFront {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
-        let mut checked = None;
+        let mut checked = Vec::new(); // the encoded Checked, if any
         if let Ok(parsed) = Args::parse(&args) {
             let mut pam = LibPam::new(pamh, flags);
             let service = pam.service();
@@ -583,18 +583,13 @@ impl PamHooks for PamFront {
                     audit::report(&mut pam, &d, &who);
                     return crate::pam_code(&d);
                 }
-                Early::Checked(c) => checked = Some(c),
+                Early::Checked(c) => checked = c.encode(),
                 Early::HandOver => {}
             }
         }
         // Set on every call (empty if nothing was checked), so that what this call checked is
         // all the full module can find, never an earlier call's on the same handle.
-        let mark = Mark::new(
-            checked
-                .map(|c: Box<Checked>| c.encode())
-                .unwrap_or_default(),
-        );
-        LibPam::new(pamh, flags).set_data::<Mark>(DATA_CHECKED, mark);
+        LibPam::new(pamh, flags).set_data::<Mark>(DATA_CHECKED, Mark::new(checked));
         forward(pamh, Hook::Authenticate, &args, flags)
     }
 
