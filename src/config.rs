@@ -909,7 +909,15 @@ impl Config {
     /// defaults.
     pub fn prompts_for(&self, service: &str) -> PromptSettings {
         let none = RawPrompts::default();
-        let sp = self.services.get(service).map_or(&none, |(_, p)| p);
+        self.prompts_over(self.services.get(service).map_or(&none, |(_, p)| p))
+    }
+
+    /// `[prompts]` for a service without a `[services.NAME]` table of its own.
+    pub fn prompts_without_override(&self) -> PromptSettings {
+        self.prompts_over(&RawPrompts::default())
+    }
+
+    fn prompts_over(&self, sp: &RawPrompts) -> PromptSettings {
         let p = &self.prompts;
         let text = |s: &Option<PromptText>, g: &Option<PromptText>, d: &str| {
             s.as_ref()

@@ -34,6 +34,7 @@ use crate::lockout::files::FileStore;
 use crate::lockout::{self, Store};
 use crate::login::{self, RealWorld, World};
 use crate::pam::{LibPam, Pam, Priority, RawUser};
+use crate::secret::Secret;
 use crate::Args;
 use pam_bindings::constants::{PamFlag, PamResultCode};
 use pam_bindings::module::{PamHandle, PamHooks};
@@ -51,7 +52,7 @@ const VERSION_SYMBOL: &CStr = c"pam_portal_full_version";
 /// The version both halves must share (digest and hand-over are one build's business).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
-const MAGIC: &str = "pam_portal-front-digest 1";
+const MAGIC: &str = "pam_portal-front-digest 2";
 const MAX_DIGEST_BYTES: u64 = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
@@ -67,9 +68,26 @@ pub struct Digest {
     /// The global lists of `[access]` (`users` is always empty: per-user policies come after
     /// the password, in the full module).
     pub access: AccessSettings,
-    /// `[auth] fail_delay_ms`, and each `[services.NAME]`'s own value.
+    /// `[auth] fail_delay_ms` and `[prompts] password` for a service without a profile, and
+    /// each `[services.NAME]`'s own.
+    pub base: ForService,
+    pub services: Vec<(String, ForService)>,
+}
+
+/// What the front needs of one service's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForService {
     pub fail_delay_ms: u64,
-    pub services: Vec<(String, u64)>,
+    pub password_prompt: String,
+}
+
+impl ForService {
+    fn of(auth: &config::AuthSettings, prompts: &config::PromptSettings) -> ForService {
+        ForService {
+            fail_delay_ms: auth.fail_delay_ms,
+            password_prompt: prompts.password.clone(),
+        }
+    }
 }
 
 impl Digest {
@@ -79,8 +97,8 @@ impl Digest {
             .service_names()
             .into_iter()
             .map(|n| {
-                let ms = c.auth_for(&n).fail_delay_ms;
-                (n, ms)
+                let s = ForService::of(&c.auth_for(&n), &c.prompts_for(&n));
+                (n, s)
             })
             .collect();
         Some(Digest {
@@ -95,7 +113,7 @@ impl Digest {
                 deny: c.access.deny.clone(),
                 users: Default::default(),
             },
-            fail_delay_ms: c.auth_without_override("").fail_delay_ms,
+            base: ForService::of(&c.auth_without_override(""), &c.prompts_without_override()),
             services,
         })
     }
@@ -131,9 +149,20 @@ impl Digest {
         for c in &self.access.deny {
             let _ = writeln!(t, "deny {c}");
         }
-        let _ = writeln!(t, "fail_delay_ms {}", self.fail_delay_ms);
-        for (name, ms) in &self.services {
-            let _ = writeln!(t, "service {} {ms}", lockout::hex(name.as_bytes()));
+        let _ = writeln!(t, "fail_delay_ms {}", self.base.fail_delay_ms);
+        let _ = writeln!(
+            t,
+            "password_prompt {}",
+            lockout::hex(self.base.password_prompt.as_bytes())
+        );
+        for (name, s) in &self.services {
+            let _ = writeln!(
+                t,
+                "service {} {} {}",
+                lockout::hex(name.as_bytes()),
+                s.fail_delay_ms,
+                lockout::hex(s.password_prompt.as_bytes())
+            );
         }
         t.push_str("end\n");
         t
@@ -163,7 +192,10 @@ impl Digest {
                 phone: config::DEFAULT_PHONE_POLICY,
             },
             access: AccessSettings::default(),
-            fail_delay_ms: 0,
+            base: ForService {
+                fail_delay_ms: 0,
+                password_prompt: String::new(),
+            },
             services: Vec::new(),
         };
         // Every line but the repeated ones exactly once, in this order.
@@ -173,6 +205,7 @@ impl Digest {
             let tag = w.next()?;
             let args: Vec<&str> = w.collect();
             let n = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok());
+            let text = |i: usize| String::from_utf8(lockout::unhex(args.get(i)?)?).ok();
             let policy = || -> Option<Policy> {
                 (args.len() == 3).then_some(())?;
                 Some(Policy {
@@ -210,11 +243,15 @@ impl Digest {
                 ("ipv6_prefix", 1) => d.lockout.ipv6_prefix = u8::try_from(n(0)?).ok()?,
                 ("allow", 1) => d.access.allow.push(Cidr::parse(args[0]).ok()?),
                 ("deny", 1) => d.access.deny.push(Cidr::parse(args[0]).ok()?),
-                ("fail_delay_ms", 1) => d.fail_delay_ms = n(0)?,
-                ("service", 2) => {
-                    let name = String::from_utf8(lockout::unhex(args[0])?).ok()?;
-                    d.services.push((name, n(1)?));
-                }
+                ("fail_delay_ms", 1) => d.base.fail_delay_ms = n(0)?,
+                ("password_prompt", 1) => d.base.password_prompt = text(0)?,
+                ("service", 3) => d.services.push((
+                    text(0)?,
+                    ForService {
+                        fail_delay_ms: n(1)?,
+                        password_prompt: text(2)?,
+                    },
+                )),
                 ("end", 0) => {
                     seen.push('e');
                     continue;
@@ -229,15 +266,16 @@ impl Digest {
                 seen.push(',');
             }
         }
-        let expected = "source,backend,dir,user,ip,ipv6_prefix,phone,fail_delay_ms,e";
+        let expected =
+            "source,backend,dir,user,ip,ipv6_prefix,phone,fail_delay_ms,password_prompt,e";
         (seen == expected && d.lockout.dir.is_absolute()).then_some(d)
     }
 
-    fn fail_delay_for(&self, service: &str) -> u64 {
+    fn for_service(&self, service: &str) -> &ForService {
         self.services
             .iter()
             .find(|(n, _)| n == service)
-            .map_or(self.fail_delay_ms, |(_, ms)| *ms)
+            .map_or(&self.base, |(_, s)| s)
     }
 }
 
@@ -362,7 +400,8 @@ pub const DATA_CHECKED: &str = "pam_portal.front_checked";
 
 /// What the front found before handing a login over: the configuration file's text (read
 /// with the full module's checks) and the digest made from it, with which the early
-/// refusals were checked for this user and address, and none applied.
+/// refusals were checked for this user and address, and none applied; and the password, if
+/// the front asked for it (SPEC §4 step 4) and it was not one refused without the portal.
 ///
 /// The full module parses `text` instead of reading the file again, and does not repeat the
 /// lock checks (reading the same records again) if its own parse gives exactly `digest`:
@@ -377,35 +416,44 @@ pub struct Checked {
     pub digest: String,
     pub user: RawUser,
     pub rhost: Option<String>,
+    /// The password the front prompted for (not one from `PAM_AUTHTOK`, which the full
+    /// module reads itself).
+    pub password: Option<Secret>,
 }
 
 impl Checked {
-    /// The user whose lock checks the full module, having parsed `self.text` into `c`, may
-    /// take as its own for a login from `rhost`: `None` if anything differs.
-    pub fn covers(&self, c: &Config, rhost: Option<&str>) -> Option<&RawUser> {
-        (self.rhost.as_deref() == rhost
-            && Digest::of(c).is_some_and(|d| d.to_text() == self.digest))
-        .then_some(&self.user)
+    /// Whether the full module, having parsed `self.text` into `c`, may take these lock
+    /// checks (of `self.user`) as its own for a login from `rhost`: not if anything differs.
+    pub fn covers(&self, c: &Config, rhost: Option<&str>) -> bool {
+        self.rhost.as_deref() == rhost && Digest::of(c).is_some_and(|d| d.to_text() == self.digest)
     }
 
     /// The bytes a [`Mark`] carries: this version, then each field as its length (8 bytes,
-    /// little-endian; an absent `rhost` is `u64::MAX`) and its bytes.
+    /// little-endian; an absent `rhost` or `password` is `u64::MAX`) and its bytes. Sized
+    /// exactly, so that the password is never left behind in a buffer that grew.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut put = |field: Option<&[u8]>| match field {
-            Some(b) => {
-                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-                out.extend_from_slice(b);
+        let password = self.password.as_ref().map(|p| p.expose().as_bytes());
+        let fields = [
+            Some(VERSION.as_bytes()),
+            Some(self.config.as_os_str().as_bytes()),
+            Some(&self.mode.to_le_bytes()[..]),
+            Some(self.text.as_bytes()),
+            Some(self.digest.as_bytes()),
+            Some(&self.user.0[..]),
+            self.rhost.as_ref().map(|r| r.as_bytes()),
+            password,
+        ];
+        let size = fields.iter().map(|f| 8 + f.map_or(0, <[u8]>::len)).sum();
+        let mut out = Vec::with_capacity(size);
+        for field in fields {
+            match field {
+                Some(b) => {
+                    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                    out.extend_from_slice(b);
+                }
+                None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
             }
-            None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
-        };
-        put(Some(VERSION.as_bytes()));
-        put(Some(self.config.as_os_str().as_bytes()));
-        put(Some(&self.mode.to_le_bytes()));
-        put(Some(self.text.as_bytes()));
-        put(Some(self.digest.as_bytes()));
-        put(Some(&self.user.0));
-        put(self.rhost.as_ref().map(|r| r.as_bytes()));
+        }
         out
     }
 
@@ -437,6 +485,10 @@ impl Checked {
             Some(r) => Some(String::from_utf8(r.to_vec()).ok()?),
             None => None,
         };
+        let password = match take()? {
+            Some(p) => Some(Secret::new(String::from_utf8(p.to_vec()).ok()?)),
+            None => None,
+        };
         rest.is_empty().then_some(Checked {
             config,
             mode,
@@ -444,14 +496,15 @@ impl Checked {
             digest,
             user,
             rhost,
+            password,
         })
     }
 }
 
 /// What is stored under [`DATA_CHECKED`]: a C layout holding [`Checked::encode`]'s bytes, so
 /// that the front and the full module read it alike even if two builds of one version met
-/// (as the HTTP half's interface is, src/portal/abi.rs). The mark owns its bytes; an empty
-/// one says the front checked nothing.
+/// (as the HTTP half's interface is, src/portal/abi.rs). The mark owns its bytes, which may
+/// hold a password, and wipes them when dropped; an empty one says the front checked nothing.
 #[repr(C)]
 pub struct Mark {
     layout: u64,
@@ -463,7 +516,14 @@ pub struct Mark {
 const MARK_LAYOUT: u64 = u64::from_be_bytes(*b"ppmark01");
 
 impl Mark {
-    pub fn new(bytes: Vec<u8>) -> Mark {
+    /// A mark of `bytes` ([`Checked::encode`]'s: sized exactly, so that they are not copied).
+    pub fn new(mut bytes: Vec<u8>) -> Mark {
+        if bytes.capacity() != bytes.len() {
+            // Shrinking would move them and leave a copy behind: copy, and wipe the original.
+            let exact = bytes.to_vec();
+            crate::secret::wipe(&mut bytes);
+            bytes = exact;
+        }
         let bytes = bytes.into_boxed_slice();
         let len = bytes.len();
         Mark {
@@ -492,23 +552,28 @@ impl Drop for Mark {
     fn drop(&mut self) {
         if self.layout == MARK_LAYOUT {
             // SAFETY: `ptr` and `len` are the boxed slice `Mark::new` leaked, freed once here.
-            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) });
+            let mut bytes =
+                unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) };
+            crate::secret::wipe(&mut bytes);
         }
     }
 }
 
 /// What the front does with one authenticate call.
 pub enum Early {
-    /// Refused here (a denied or locked client), with the user it refused.
-    Refused(Decision, RawUser),
+    /// Decided here, for this user: a denied or locked client (no prompt); or, after the
+    /// password prompt, no answer, or a password refused without the portal (counted).
+    Decided(Decision, RawUser),
     /// Handed over after the early refusals were checked and none applied.
     Checked(Checked),
     /// Handed over unchecked: the full module decides everything.
     HandOver,
 }
 
-/// An early refusal of the login from `rhost` (`PAM_RHOST`), or a hand-over (with what was
-/// checked on the way). Store warnings met on the way are logged either way.
+/// SPEC §4 steps 2–4 for the login from `rhost` (`PAM_RHOST`), as the full login runs them
+/// and with its code: a decision, or a hand-over (with what was checked and asked on the way)
+/// to the full module, whose first step from there is the portal. Store warnings met on the
+/// way are logged either way.
 pub fn early<P: Pam>(
     pam: &mut P,
     args: &Args,
@@ -525,38 +590,49 @@ pub fn early<P: Pam>(
     let Ok(user) = pam.user() else {
         return Early::HandOver;
     };
-    let delay = d.fail_delay_for(service);
-    if delay > 0 {
-        pam.fail_delay(delay);
+    let for_service = d.for_service(service);
+    if for_service.fail_delay_ms > 0 {
+        pam.fail_delay(for_service.fail_delay_ms);
     }
     let addr = access::parse_rhost(rhost);
     let l = &d.lockout;
     let Ok(store) = FileStore::open(&l.dir, lockout::longest_window(l)) else {
         return Early::HandOver;
     };
-    let checked = login::early_refusal(&user, addr, &d.access, l, &store, now, false);
-    for w in store.take_warnings() {
-        pam.log(Priority::Warning, &w);
-    }
-    match checked {
-        Ok(_) => Early::Checked(Checked {
-            config: args.config.clone(),
-            mode,
-            text,
-            digest: written,
-            user,
-            rhost: rhost.map(str::to_string),
-        }),
+    let early = match login::early_refusal(&user, addr, &d.access, l, &store, now, false) {
+        Ok(keys) => match login::password(pam, args.options, &for_service.password_prompt) {
+            Err(no_answer) => Early::Decided(no_answer, user),
+            Ok((password, prompted)) => match login::unusable_password(&password) {
+                Some(refusal) => {
+                    let d = login::record_failure(&store, l, &keys, now, false, refusal);
+                    Early::Decided(d, user)
+                }
+                None => Early::Checked(Checked {
+                    config: args.config.clone(),
+                    mode,
+                    text,
+                    digest: written,
+                    user,
+                    rhost: rhost.map(str::to_string),
+                    password: prompted.then_some(password),
+                }),
+            },
+        },
         Err(r)
             if matches!(
                 r.reason,
                 Reason::IpDenied | Reason::IpLocked | Reason::UserLocked | Reason::PhoneLocked
             ) =>
         {
-            Early::Refused(r, user)
+            Early::Decided(r, user)
         }
+        // A record that cannot be read: the full module reports it.
         Err(_) => Early::HandOver,
+    };
+    for w in store.take_warnings() {
+        pam.log(Priority::Warning, &w);
     }
+    early
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +649,7 @@ impl PamHooks for PamFront {
             let rhost = pam.rhost();
             let now = RealWorld::default().now();
             match early(&mut pam, &parsed, &service, rhost.as_deref(), now) {
-                Early::Refused(d, user) => {
+                Early::Decided(d, user) => {
                     let who = Who {
                         hook: "auth",
                         user: Some(&user.0),
@@ -721,8 +797,26 @@ mod tests {
                 deny: vec![Cidr::parse("10.1.2.3").unwrap()],
                 users: Default::default(),
             },
-            fail_delay_ms: 2000,
-            services: vec![("open vpn".into(), 0), ("sshd".into(), 500)],
+            base: ForService {
+                fail_delay_ms: 2000,
+                password_prompt: "Password: ".into(),
+            },
+            services: vec![
+                (
+                    "open vpn".into(),
+                    ForService {
+                        fail_delay_ms: 0,
+                        password_prompt: "Mot de passe ?\n ".into(),
+                    },
+                ),
+                (
+                    "sshd".into(),
+                    ForService {
+                        fail_delay_ms: 500,
+                        password_prompt: String::new(),
+                    },
+                ),
+            ],
         }
     }
 
@@ -743,9 +837,14 @@ mod tests {
     fn a_digest_reads_back_as_written() {
         let d = digest();
         assert_eq!(Digest::parse(&d.to_text()), Some(d.clone()));
-        assert_eq!(d.fail_delay_for("sshd"), 500);
-        assert_eq!(d.fail_delay_for("open vpn"), 0);
-        assert_eq!(d.fail_delay_for("login"), 2000);
+        assert_eq!(d.for_service("sshd").fail_delay_ms, 500);
+        assert_eq!(d.for_service("sshd").password_prompt, "");
+        assert_eq!(d.for_service("open vpn").fail_delay_ms, 0);
+        assert_eq!(
+            d.for_service("open vpn").password_prompt,
+            "Mot de passe ?\n "
+        );
+        assert_eq!(d.for_service("login"), &d.base);
     }
 
     #[test]
@@ -862,20 +961,13 @@ mod tests {
             digest: Digest::parse(&written).unwrap().to_text(),
             user: RawUser(b"carol".to_vec()),
             rhost: Some("10.9.8.7".into()),
+            password: None,
         };
-        assert_eq!(checked.covers(&c, Some("10.9.8.7")), Some(&checked.user));
-        assert_eq!(
-            checked.covers(&c, Some("10.9.8.6")),
-            None,
-            "another address"
-        );
-        assert_eq!(checked.covers(&c, None), None, "no address");
+        assert!(checked.covers(&c, Some("10.9.8.7")));
+        assert!(!checked.covers(&c, Some("10.9.8.6")), "another address");
+        assert!(!checked.covers(&c, None), "no address");
         let (_, _, _, other) = load(&text(5));
-        assert_eq!(
-            checked.covers(&other, Some("10.9.8.7")),
-            None,
-            "other settings"
-        );
+        assert!(!checked.covers(&other, Some("10.9.8.7")), "other settings");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -888,12 +980,18 @@ mod tests {
             digest: digest().to_text(),
             user: RawUser(vec![0xff, b'\n', 0]),
             rhost: Some("2001:db8::1".into()),
+            password: Some(Secret::from("pä ss")),
         };
         for rhost in [Some("2001:db8::1".to_string()), Some(String::new()), None] {
-            c.rhost = rhost;
-            let mark = Mark::new(c.encode());
-            assert_eq!(mark.bytes().and_then(Checked::decode), Some(c.clone()));
-            assert_eq!(mark.clone().bytes(), mark.bytes(), "a clone owns a copy");
+            for password in [Some(Secret::from("pä ss")), Some(Secret::from("")), None] {
+                c.rhost = rhost.clone();
+                c.password = password;
+                let bytes = c.encode();
+                assert_eq!(bytes.capacity(), bytes.len(), "sized exactly");
+                let mark = Mark::new(bytes);
+                assert_eq!(mark.bytes().and_then(Checked::decode), Some(c.clone()));
+                assert_eq!(mark.clone().bytes(), mark.bytes(), "a clone owns a copy");
+            }
         }
         let bytes = c.encode();
         for cut in 0..bytes.len() {

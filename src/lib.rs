@@ -32,8 +32,8 @@ use crate::audit::Who;
 use crate::config::{Config, Settings};
 use crate::decision::Decision;
 use crate::lockout::Store;
-use crate::login::{Options, RealWorld, World};
-use crate::pam::{LibPam, Pam, Priority, RawUser};
+use crate::login::{FromFront, Options, RealWorld, World};
+use crate::pam::{LibPam, Pam, Priority};
 use crate::portal::{HttpPortal, PortalUser};
 use pam_bindings::constants::{PamFlag, PamResultCode};
 use pam_bindings::module::{PamHandle, PamHooks};
@@ -80,37 +80,38 @@ struct Prepared {
     args: Args,
     settings: Settings,
     store: Box<dyn Store>,
-    /// The user whose lock checks the front has just made with these settings.
-    checked_user: Option<RawUser>,
+    /// What the front did for this call before handing it over.
+    front: Option<FromFront>,
 }
 
 /// Arguments, configuration and store for one hook call; a refusal already logged otherwise.
-/// `checked`: what the front found before handing authenticate over (src/front.rs), whose
-/// configuration text is parsed instead of the file; with it comes the user whose lock checks
-/// need not be repeated, if the parse gives the very settings the front checked with.
+/// `checked`: what the front found and asked before handing authenticate over (src/front.rs),
+/// for the same configuration file: its text is parsed instead of the file; the password it
+/// asked for is taken; and its lock checks are not repeated if the parse gives the very
+/// settings the front checked with.
 fn prepare(
     pam: &LibPam<'_>,
     args: &[&CStr],
     service: &str,
     rhost: Option<&str>,
     write_digest: bool,
-    checked: Option<&front::Checked>,
+    checked: Option<front::Checked>,
 ) -> Result<Prepared, Decision> {
     let parsed = Args::parse(args).map_err(Decision::bad_config)?;
     let checked = checked.filter(|c| c.config == parsed.config);
-    let config = match checked {
+    let config = match &checked {
         Some(c) => Config::from_file_text(&c.config, c.mode, &c.text),
         None => Config::load(&parsed.config),
     }
     .map_err(|e| Decision::bad_config(e.0))?;
-    let covered = checked.and_then(|c| c.covers(&config, rhost));
+    let covered = checked.as_ref().is_some_and(|c| c.covers(&config, rhost));
     let settings = config.for_service(service);
     // Files: the directory is checked (and created) now. Redis: connected at the first use.
     let store = lockout::open(&settings.lockout).map_err(|e| Decision::store_error(e.0))?;
     // What the front needs to refuse early without parsing the file (src/front.rs): written
     // for authenticate (`write_digest`), the only hook the front decides itself, unless the
     // front has just used a digest of exactly this.
-    if write_digest && covered.is_none() {
+    if write_digest && !covered {
         if let Err(e) = front::save_digest(&parsed.config, &config) {
             if parsed.options.debug {
                 pam.log(Priority::Debug, &format!("debug: {e}"));
@@ -127,7 +128,11 @@ fn prepare(
         args: parsed,
         settings,
         store,
-        checked_user: covered.cloned(),
+        front: checked.map(|c| FromFront {
+            user: c.user,
+            locks_checked: covered,
+            password: c.password,
+        }),
     })
 }
 
@@ -175,31 +180,25 @@ impl PamHooks for PamPortal {
             pam.set_data::<front::Mark>(front::DATA_CHECKED, front::Mark::new(Vec::new()));
         }
         let checked = checked.flatten();
-        let (decision, user, found) = match prepare(
-            &pam,
-            &args,
-            &service,
-            rhost.as_deref(),
-            true,
-            checked.as_ref(),
-        ) {
-            Err(d) => (d, None, None),
-            Ok(p) => {
-                let mut portal = HttpPortal::new(&p.settings.portal)
-                    .with_question_cache(p.settings.lockout.dir.join("questions.cache"));
-                let out = login::authenticate(
-                    &mut pam,
-                    &p.settings,
-                    p.args.options,
-                    &mut portal,
-                    p.store.as_ref(),
-                    &RealWorld::default(),
-                    p.checked_user.as_ref(),
-                );
-                log_store_warnings(&pam, p.store.as_ref());
-                (out.decision, out.user, out.found)
-            }
-        };
+        let (decision, user, found) =
+            match prepare(&pam, &args, &service, rhost.as_deref(), true, checked) {
+                Err(d) => (d, None, None),
+                Ok(p) => {
+                    let mut portal = HttpPortal::new(&p.settings.portal)
+                        .with_question_cache(p.settings.lockout.dir.join("questions.cache"));
+                    let out = login::authenticate(
+                        &mut pam,
+                        &p.settings,
+                        p.args.options,
+                        &mut portal,
+                        p.store.as_ref(),
+                        &RealWorld::default(),
+                        p.front,
+                    );
+                    log_store_warnings(&pam, p.store.as_ref());
+                    (out.decision, out.user, out.found)
+                }
+            };
         let who = Who {
             hook: "auth",
             user: user.as_ref().map(|u| u.0.as_slice()),

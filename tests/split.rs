@@ -10,7 +10,7 @@
 
 use pam_testkit::codes::*;
 use pam_testkit::fixtures::{self, msg, *};
-use pam_testkit::{Env, Outcome, Sim};
+use pam_testkit::{Env, Outcome, Sim, Style};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -499,7 +499,8 @@ fn the_front_and_the_full_module_refuse_alike() {
         ("bob", Some("198.51.100.8")),             // nothing: the password prompt
     ];
     // The full module's answers first; then, with the full module gone, the front's: each
-    // refusal must be the same, and the rest handed over (and so failing here).
+    // must be the same. Seven are refused before any prompt; the other two go on to the
+    // password prompt, which no answer ends (a conversation error: the front's to decide too).
     let full: Vec<_> = cases
         .iter()
         .map(|(user, rhost)| seen(&env, "full", user, *rhost))
@@ -508,31 +509,202 @@ fn the_front_and_the_full_module_refuse_alike() {
     let mut refused = 0;
     for ((user, rhost), full) in cases.iter().zip(full) {
         let front = seen(&env, "test", user, *rhost);
-        if matches!(full.0, Some(PAM_PERM_DENIED | PAM_MAXTRIES)) {
-            assert_eq!(
-                (front.0, &front.1),
-                (full.0, &full.1),
-                "{user} from {rhost:?}"
+        assert_eq!(
+            (front.0, &front.1),
+            (full.0, &full.1),
+            "{user} from {rhost:?}"
+        );
+        // The front ran later: as many seconds left, or a few fewer.
+        assert_eq!(front.2.len(), full.2.len(), "{user} from {rhost:?}");
+        for (f, l) in front.2.iter().zip(&full.2) {
+            assert!(
+                f <= l && l - f <= 5,
+                "{user} from {rhost:?}: {f} s left, then {l}"
             );
-            // The front ran later: as many seconds left, or a few fewer.
-            assert_eq!(front.2.len(), full.2.len(), "{user} from {rhost:?}");
-            for (f, l) in front.2.iter().zip(&full.2) {
-                assert!(
-                    f <= l && l - f <= 5,
-                    "{user} from {rhost:?}: {f} s left, then {l}"
-                );
-            }
+        }
+        if matches!(full.0, Some(PAM_PERM_DENIED | PAM_MAXTRIES)) {
             refused += 1;
         } else {
-            assert_eq!(
-                front.0,
-                Some(PAM_SERVICE_ERR),
-                "{user} from {rhost:?} is handed over"
-            );
+            assert_eq!(full.0, Some(PAM_CONV_ERR), "{user} from {rhost:?}");
+            assert!(full.1.starts_with("prompts=1 "), "{user}: {}", full.1);
         }
     }
     assert_eq!(
         refused, 7,
         "seven of the nine are refused before any prompt"
     );
+}
+
+/// Removes every lockout record (keeping the digest and the question cache).
+fn clear_records(env: &Env) {
+    let Ok(entries) = std::fs::read_dir(&env.lockdir) else {
+        return; // no login has made it yet
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("config.") && !name.starts_with("questions") && !name.starts_with('.')
+        {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+}
+
+/// One login's code, prompts, messages and decision lines, with the time left of a lock
+/// rounded to the minute (the two runs are seconds apart).
+fn shown(o: &Outcome) -> String {
+    let lines: Vec<String> = o
+        .decisions()
+        .iter()
+        .map(|d| {
+            d.text
+                .split(' ')
+                .map(|w| match w.strip_prefix("lock_left_s=") {
+                    Some(n) => format!("lock_left_m={}", n.parse::<u64>().unwrap().div_ceil(60)),
+                    None => w.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    format!(
+        "code={:?} prompts={:?} errors={:?} log={lines:?}",
+        o.auth,
+        o.prompt_list(),
+        o.errors()
+    )
+}
+
+/// SPEC §4 step 4 before the portal: the password prompt (the service's own text), no answer,
+/// `use_first_pass` without a password, and an empty or over-long password (counted, and
+/// locking on the last allowed failure). The front decides these itself, without the full
+/// module, exactly as the full module does.
+#[test]
+fn the_front_asks_for_the_password_and_counts_what_needs_no_portal_as_the_full_module_does() {
+    let sim = Sim::start(&fixtures::standard());
+    let (env, lib) = env_with_copies(
+        &sim,
+        "[lockout]
+user = { max_failures = 2 }
+ip = { max_failures = 100 }
+         [services.vpn]
+prompts = { password = \"VPN password: \" }
+",
+        Some(built_half()),
+    );
+    env.stack("vpn", "");
+    env.stack("first", "use_first_pass");
+    let long = "x".repeat(513);
+    // (service, answers, logins in a row: the last one is compared; its code and reason)
+    let cases: [(&str, Vec<&str>, usize, i32, &str); 6] = [
+        ("test", vec![""], 1, PAM_AUTH_ERR, "empty_password"),
+        ("test", vec![&long], 1, PAM_AUTH_ERR, "password_too_long"),
+        ("test", vec![], 1, PAM_CONV_ERR, "conversation"),
+        ("vpn", vec![""], 1, PAM_AUTH_ERR, "empty_password"),
+        ("first", vec![], 1, PAM_AUTH_ERR, "no_first_pass"),
+        // The second counted failure locks carol: answered as the lock.
+        ("test", vec![""], 2, PAM_MAXTRIES, "empty_password"),
+    ];
+    let digest = |env: &Env| digest_file(env);
+    let run = |service: &str, answers: &[&str], times: usize| {
+        let mut last = None;
+        for _ in 0..times {
+            let o = env
+                .login()
+                .service(service)
+                .user("carol")
+                .rhost(CLIENT)
+                .answers(answers)
+                .under_pam_wrapper()
+                .run();
+            last = Some(o);
+        }
+        last.unwrap()
+    };
+    for (service, answers, times, code, reason) in &cases {
+        // The full module: no digest, so the front hands the login over (and the full module
+        // writes the digest again).
+        clear_records(&env);
+        if std::fs::metadata(&env.lockdir).is_ok() {
+            std::fs::remove_file(digest(&env)).unwrap();
+        }
+        let full = run(service, answers, *times);
+        digest(&env);
+        // The front, with the full module gone.
+        clear_records(&env);
+        std::fs::rename(lib.join(FULL), lib.join("full.away")).unwrap();
+        let front = run(service, answers, *times);
+        std::fs::rename(lib.join("full.away"), lib.join(FULL)).unwrap();
+        assert_eq!(full.auth, Some(*code), "{}", full.describe());
+        let line = format!("reason={reason} user=carol");
+        assert!(log_text(&full).contains(&line), "{}", full.describe());
+        assert_eq!(
+            shown(&front),
+            shown(&full),
+            "{service} {answers:?} x{times}"
+        );
+        assert!(
+            !log_text(&front).contains("cannot load the full module"),
+            "{}",
+            front.describe()
+        );
+    }
+    // The service's own prompt was the one shown.
+    clear_records(&env);
+    let o = run("vpn", &[""], 1);
+    assert_eq!(o.prompt_list()[0].1, "VPN password: ", "{}", o.describe());
+    assert!(sim.calls().is_empty(), "{:?}", sim.calls());
+}
+
+/// A password the front asked for goes to the full module, which does not ask again: a login
+/// that succeeds sees one password prompt, and with `try_first_pass` the password is left in
+/// `PAM_AUTHTOK` for the next module, as when the full module asks.
+#[test]
+fn a_password_the_front_asked_for_is_handed_over_and_not_asked_again() {
+    let sim = Sim::start(&fixtures::standard());
+    let (env, lib) = env_with_copies(&sim, "", Some(built_half()));
+    let saved = env.stack_capture_authtok("capture", "try_first_pass", false);
+    for round in 0..2 {
+        // The first round is the full module's (no digest yet); the second, the front's.
+        let o = env
+            .login()
+            .service("capture")
+            .rhost(CLIENT)
+            .answers(&[ALICE_PW, ALICE_ANSWER])
+            .under_pam_wrapper()
+            .run();
+        assert_eq!(o.auth, Some(PAM_SUCCESS), "round {round}: {}", o.describe());
+        assert_eq!(
+            o.prompt_list(),
+            vec![
+                (Style::EchoOff, prompt::PASSWORD.to_string()),
+                (Style::EchoOff, prompt::pet())
+            ],
+            "round {round}: {}",
+            o.describe()
+        );
+        assert_eq!(std::fs::read_to_string(&saved).unwrap(), ALICE_PW);
+        std::fs::remove_file(&saved).unwrap();
+        digest_file(&env);
+    }
+    // A wrong password asked by the front: the portal says so, and it is counted.
+    let o = env
+        .login()
+        .rhost(CLIENT)
+        .answers(&["Wrong-Pass1!", ALICE_ANSWER])
+        .under_pam_wrapper()
+        .run();
+    assert_eq!(o.auth, Some(PAM_AUTH_ERR), "{}", o.describe());
+    assert_eq!(o.prompts().len(), 2, "{}", o.describe());
+    assert!(
+        log_text(&o).contains("reason=bad_password user=alice"),
+        "{}",
+        o.describe()
+    );
+    assert!(log_text(&o).contains("counted=yes"), "{}", o.describe());
+    // The front asked in the second round: without the full module, the password prompt is
+    // still shown (then the hand-over fails).
+    std::fs::rename(lib.join(FULL), lib.join("full.away")).unwrap();
+    let o = alice(&env);
+    assert_eq!(o.prompts().len(), 1, "{}", o.describe());
+    expect_full_missing(&o, &lib);
 }

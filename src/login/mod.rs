@@ -127,8 +127,18 @@ impl Second {
     }
 }
 
-/// `checked`: the user whose lock checks (SPEC §4 step 3) the front has just made with these
-/// settings (src/front.rs); they are not repeated for that user.
+/// What the front (src/front.rs) did for this login before handing it over.
+pub struct FromFront {
+    /// The user it was done for: nothing of it counts for another.
+    pub user: RawUser,
+    /// The front checked this user's locks (SPEC §4 step 3) with the very settings of this
+    /// call: they are not checked again.
+    pub locks_checked: bool,
+    /// The password the front prompted for (step 4), not asked again.
+    pub password: Option<Secret>,
+}
+
+/// `front`: what the front did before handing this login over, if anything.
 pub fn authenticate<P: Pam, A: PortalApi>(
     pam: &mut P,
     s: &Settings,
@@ -136,7 +146,7 @@ pub fn authenticate<P: Pam, A: PortalApi>(
     portal: &mut A,
     store: &dyn Store,
     world: &dyn World,
-    checked: Option<&RawUser>,
+    front: Option<FromFront>,
 ) -> Outcome {
     let user = match pam.user() {
         Ok(u) => u,
@@ -151,6 +161,7 @@ pub fn authenticate<P: Pam, A: PortalApi>(
     if s.auth.fail_delay_ms > 0 {
         pam.fail_delay(s.auth.fail_delay_ms);
     }
+    let front = front.filter(|f| f.user == user);
     let mut login = Login {
         pam,
         s,
@@ -158,7 +169,8 @@ pub fn authenticate<P: Pam, A: PortalApi>(
         portal,
         store,
         now: world.now(),
-        locks_checked: checked == Some(&user),
+        locks_checked: front.as_ref().is_some_and(|f| f.locks_checked),
+        handed: front.and_then(|f| f.password),
         user: user.clone(),
         found: None,
         prompted: None,
@@ -181,6 +193,8 @@ struct Login<'a, P: Pam, A: PortalApi> {
     now: u64,
     /// The front has checked this user's locks (so has the client address's).
     locks_checked: bool,
+    /// The password the front prompted for.
+    handed: Option<Secret>,
     user: RawUser,
     found: Option<PortalUser>,
     /// The password, when this module prompted for it (to set PAM_AUTHTOK on success).
@@ -216,20 +230,19 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             Err(d) => return d,
         };
 
-        // 4. The password.
-        let password = match self.password() {
-            Ok(p) => p,
-            Err(d) => return d,
+        // 4. The password (asked by the front, if it went that far).
+        let (password, prompted) = match self.handed.take() {
+            Some(p) => (p, true),
+            None => match password(self.pam, self.opts, &s.prompts.password) {
+                Ok(p) => p,
+                Err(d) => return d,
+            },
         };
-        if password.is_empty() {
-            return self.fail(Decision::refused(Reason::EmptyPassword, None), &keys, false);
+        if prompted {
+            self.prompted = Some(password.clone());
         }
-        if password.len() > MAX_SECRET_BYTES {
-            return self.fail(
-                Decision::refused(Reason::PasswordTooLong, None),
-                &keys,
-                false,
-            );
+        if let Some(d) = unusable_password(&password) {
+            return self.fail(d, &keys, false);
         }
 
         // 5. The look-up (only for names the portal could hold).
@@ -445,24 +458,6 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
         }
     }
 
-    fn password(&mut self) -> Result<Secret, Decision> {
-        if self.opts.use_first_pass || self.opts.try_first_pass {
-            if let Some(t) = self.pam.authtok() {
-                return Ok(t);
-            }
-            if self.opts.use_first_pass {
-                return Err(Decision::refused(Reason::NoFirstPass, None)
-                    .detail("use_first_pass and no PAM_AUTHTOK".into()));
-            }
-        }
-        let p = self
-            .pam
-            .prompt(&self.s.prompts.password, false)
-            .map_err(|_| Decision::conversation())?;
-        self.prompted = Some(p.clone());
-        Ok(p)
-    }
-
     /// SPEC §3 `second_factor` and §4 step 7.
     fn plan(&self) -> Plan {
         let Some(u) = &self.found else {
@@ -550,35 +545,78 @@ impl<P: Pam, A: PortalApi> Login<'_, P, A> {
             .map_err(|_| Decision::conversation())
     }
 
-    /// Records a counted failure against the username and the address (and the phone factor
-    /// for phone failures); a failure that starts a lock is answered as a lock.
+    /// [`record_failure`] with this login's store, settings and time.
     fn fail(&mut self, d: Decision, keys: &Keys, phone: bool) -> Decision {
-        let s = self.s;
-        let mut targets: Vec<(&Key, &Policy)> = vec![(&keys.user, &s.lockout.user)];
-        if let Some(ip) = &keys.ip {
-            targets.push((ip, &s.lockout.ip));
+        record_failure(self.store, &self.s.lockout, keys, self.now, phone, d)
+    }
+}
+
+/// SPEC §4 step 4: the password, from `PAM_AUTHTOK` under the first-pass options, else asked
+/// with `prompt` (echo off); with whether it was asked. No answer is a conversation error.
+/// The full login runs this, and so does the front (src/front.rs).
+pub(crate) fn password<P: Pam>(
+    pam: &mut P,
+    opts: Options,
+    prompt: &str,
+) -> Result<(Secret, bool), Decision> {
+    if opts.use_first_pass || opts.try_first_pass {
+        if let Some(t) = pam.authtok() {
+            return Ok((t, false));
         }
-        if phone {
-            targets.push((&keys.phone, &s.lockout.phone));
+        if opts.use_first_pass {
+            return Err(Decision::refused(Reason::NoFirstPass, None)
+                .detail("use_first_pass and no PAM_AUTHTOK".into()));
         }
-        let mut lock: Option<(&'static str, u64)> = None;
-        for (key, policy) in targets {
-            match self.store.record_failure(key, self.now, policy) {
-                Err(e) => return Decision::store_error(e.0).factor(d.factor),
-                Ok(t) => {
-                    if let Some(left) = t.locked_for {
-                        if lock.is_none_or(|(_, l)| left > l) {
-                            lock = Some((key.kind(), left));
-                        }
+    }
+    let p = pam
+        .prompt(prompt, false)
+        .map_err(|_| Decision::conversation())?;
+    Ok((p, true))
+}
+
+/// SPEC §4 step 4: a password refused without any portal call (empty, or over
+/// [`MAX_SECRET_BYTES`]), to be counted.
+pub(crate) fn unusable_password(p: &Secret) -> Option<Decision> {
+    if p.is_empty() {
+        return Some(Decision::refused(Reason::EmptyPassword, None));
+    }
+    (p.len() > MAX_SECRET_BYTES).then(|| Decision::refused(Reason::PasswordTooLong, None))
+}
+
+/// SPEC §4 step 9: records a counted failure against the username and the address (and the
+/// phone factor for phone failures); a failure that starts a lock is answered as a lock.
+pub(crate) fn record_failure(
+    store: &dyn Store,
+    l: &LockoutSettings,
+    keys: &Keys,
+    now: u64,
+    phone: bool,
+    d: Decision,
+) -> Decision {
+    let mut targets: Vec<(&Key, &Policy)> = vec![(&keys.user, &l.user)];
+    if let Some(ip) = &keys.ip {
+        targets.push((ip, &l.ip));
+    }
+    if phone {
+        targets.push((&keys.phone, &l.phone));
+    }
+    let mut lock: Option<(&'static str, u64)> = None;
+    for (key, policy) in targets {
+        match store.record_failure(key, now, policy) {
+            Err(e) => return Decision::store_error(e.0).factor(d.factor),
+            Ok(t) => {
+                if let Some(left) = t.locked_for {
+                    if lock.is_none_or(|(_, l)| left > l) {
+                        lock = Some((key.kind(), left));
                     }
                 }
             }
         }
-        let d = d.counted();
-        match lock {
-            Some((which, left)) => d.lock(which, left),
-            None => d,
-        }
+    }
+    let d = d.counted();
+    match lock {
+        Some((which, left)) => d.lock(which, left),
+        None => d,
     }
 }
 

@@ -634,18 +634,14 @@ fn locks_the_front_checked_are_not_read_again_for_that_user_only() {
     let login = |user: &str, rhost: &str, checked: Option<&str>, store: &MemStore| {
         let mut pam = FakePam::new(user, rhost, &[Some("bad"), Some("x")]);
         let mut portal = FakePortal::with(vec![alice()]);
-        let checked = checked.map(|u| RawUser(u.as_bytes().to_vec()));
+        let front = checked.map(|u| FromFront {
+            user: RawUser(u.as_bytes().to_vec()),
+            locks_checked: true,
+            password: None,
+        });
         let world = FakeWorld { ms: Cell::new(0) };
         let opts = Options::default();
-        let d = authenticate(
-            &mut pam,
-            &s,
-            opts,
-            &mut portal,
-            store,
-            &world,
-            checked.as_ref(),
-        );
+        let d = authenticate(&mut pam, &s, opts, &mut portal, store, &world, front);
         (d.decision, pam.prompts().len())
     };
     // A store whose records cannot be read: a check that reads them refuses.
@@ -686,6 +682,60 @@ fn locks_the_front_checked_are_not_read_again_for_that_user_only() {
     assert_eq!((d.code, d.locked), (Code::PAM_MAXTRIES, Some("user")));
     let (d, prompts) = login("alice", IP, None, &store);
     assert_eq!((d.reason, prompts), (Reason::UserLocked, 0));
+}
+
+/// The password the front prompted for (src/front.rs) is the one used, not asked again, and
+/// set as `PAM_AUTHTOK` on success as if this login had asked; for its own user only. Without
+/// the front's lock checks, the locks are still checked first and the password not used.
+#[test]
+fn the_password_the_front_asked_for_is_not_asked_again() {
+    let s = settings("", "sshd");
+    let login = |for_user: &str, locks_checked: bool, answers, store: &MemStore| {
+        let mut pam = FakePam::new("alice", IP, answers);
+        let mut portal = FakePortal::with(vec![alice()]);
+        let front = FromFront {
+            user: RawUser(for_user.as_bytes().to_vec()),
+            locks_checked,
+            password: Some(Secret::from("Pw-alice1")),
+        };
+        let world = FakeWorld { ms: Cell::new(0) };
+        let out = authenticate(
+            &mut pam,
+            &s,
+            Options::default(),
+            &mut portal,
+            store,
+            &world,
+            Some(front),
+        );
+        (
+            out.decision,
+            pam.prompts(),
+            pam.set_authtok,
+            portal.logins(),
+        )
+    };
+    let store = MemStore::default();
+    let (d, prompts, authtok, logins) = login("alice", true, &[Some("Paris")], &store);
+    assert_eq!(d.code, Code::PAM_SUCCESS, "{d:?}");
+    assert_eq!(prompts, ["Birth town? "], "only the question is asked here");
+    assert_eq!(authtok.as_deref(), Some("Pw-alice1"));
+    assert_eq!(logins, 1);
+    // Handed over for another user: not used; this login asks for its own.
+    let (d, prompts, _, _) = login("bob", true, &[Some("asked-here"), Some("Paris")], &store);
+    assert_eq!(d.reason, Reason::BadPassword, "{d:?}");
+    assert_eq!(prompts, ["Password: ", "Birth town? "]);
+    // Without the front's lock checks, a lock refuses before the password is used.
+    store.records.borrow_mut().insert(
+        ukey("alice"),
+        Record {
+            failures: vec![],
+            locked_until: 20_000,
+        },
+    );
+    let (d, prompts, authtok, logins) = login("alice", false, &[Some("Paris")], &store);
+    assert_eq!((d.reason, logins), (Reason::UserLocked, 0), "{d:?}");
+    assert!(prompts.is_empty() && authtok.is_none());
 }
 
 #[test]
