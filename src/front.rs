@@ -1,10 +1,13 @@
 //! The front: what `pam_portal.so` decides on its own, before the rest of the module is loaded.
 //!
-//! `pam_portal.so` (the `module/` crate) is this file's hooks and the little they reach: the
-//! early refusals of SPEC §4 steps 2–3 (a client the global lists refuse; a locked address,
-//! username or phone factor), which need no prompt, no portal and no TOML parser. Every other
-//! login, and `acct_mgmt`, is handed to the full module, `libpam_portal_full.so` (the `full/`
-//! crate: [`crate::PamPortal`]), loaded from the front's own directory on first use.
+//! `pam_portal.so` (the `module/` crate) is this file's hooks and the little they reach: what
+//! SPEC §4 decides before any portal call, and so needs no TOML parser. Steps 2–3: a client the
+//! global lists refuse; a locked address, username or phone factor (no prompt). Step 4: the
+//! password prompt (or `PAM_AUTHTOK` under the first-pass options), no answer, and an empty or
+//! over-long password, which is counted. Every other login, with the password the front asked
+//! for, and `acct_mgmt`, is handed to the full module, `libpam_portal_full.so` (the `full/`
+//! crate: [`crate::PamPortal`]), loaded from the front's own directory on first use: its first
+//! step from there is the portal, whose round trips dwarf loading it.
 //!
 //! The front does not parse the configuration. The full module, once it has loaded and
 //! validated a file, writes a **digest** of what the early refusals need into the lockout
@@ -14,12 +17,15 @@
 //! or untrusted one, an edited file, the Redis backend, `debug`, a bad argument, an unreadable
 //! store) hands the login over, and the full module decides and reports as it always did. So
 //! the front can refuse only what the full module would refuse, with the same code, message
-//! and log line (both call [`crate::login::early_refusal`] and [`crate::audit::report`]).
+//! and log line (both call [`crate::login::early_refusal`], [`crate::login::password`],
+//! [`crate::login::unusable_password`], [`crate::login::record_failure`] and
+//! [`crate::audit::report`]).
 //!
-//! A login the front checked and handed over carries what it found ([`Checked`], under
-//! [`DATA_CHECKED`]): the full module parses that text instead of reading the file again, and
-//! if its parse gives the very digest the front used, does not read the same lock records a
-//! second time (nor compare the digest file again).
+//! A login the front checked and handed over carries what it found and asked ([`Checked`],
+//! under [`DATA_CHECKED`]): the full module takes the password instead of asking again, parses
+//! the text instead of reading the file again, and if its parse gives the very digest the
+//! front used, does not read the same lock records a second time (nor compare the digest file
+//! again).
 //!
 //! Decided here (the contract is silent): a digest is trusted for the file's text alone; the
 //! files the text names (the API key file, `ca_file`) are checked when a login goes on to the

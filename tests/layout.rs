@@ -120,6 +120,8 @@ fn the_front_holds_no_configuration_parser_login_or_redis_client() {
         "toml",
         "serde",
         "5login5phone",
+        // The login from the portal on (the front shares only the steps before it).
+        "5login12authenticate",
         "6portal4wire",
         "5redis",
         "6config6Config5parse",
