@@ -347,7 +347,7 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         return out
 
     # -- 3. concurrent failure recording vs pam_faillock ----------------------------------
-    def concurrent_failures(self, procs=32, total=640, rounds=5):
+    def concurrent_failures(self, procs=32, total=320, rounds=16):
         cfg, svc = self.module_service("conc", CONC_LIMITS)
         fdir, fsvc = self.counting_faillock("faillock-conc")
 
@@ -372,10 +372,12 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
             theirs_r.append(burst(pamtester(fsvc, "nobody"), "x\n", procs, total)[0])
             fcounted += faillock_counted()
         ours, theirs = statistics.median(ours_r), statistics.median(theirs_r)
-        pair = statistics.median(t / o for o, t in zip(ours_r, theirs_r))  # each burst beside the next
+        pairs = [t / o for o, t in zip(ours_r, theirs_r)]  # each burst beside the next
+        pair = statistics.median(pairs)
         total *= rounds
         return {"procs": procs, "total": total, "rounds": rounds, "module_per_s": ours, "faillock_per_s": theirs,
-                "ratio": ours / theirs, "pair_ratio": pair, "module_runs": ours_r, "faillock_runs": theirs_r,
+                "ratio": ours / theirs, "pair_ratio": pair,
+                "pair_ci": median_interval(pairs), "module_runs": ours_r, "faillock_runs": theirs_r,
                 "module_counted": counted, "faillock_counted": fcounted}
 
     # -- 4. logins per second --------------------------------------------------------------
@@ -484,13 +486,20 @@ def redis_report(rd):
 def ratio_interval(ours, theirs, resamples=2000):
     """A 95 % interval for median(ours) / median(theirs), samples taken round by round: the
     rounds resampled with replacement, both sides of a round kept together (paired bootstrap)."""
-    n, rng = len(ours), random.Random(11)
-    ratios = []
-    for _ in range(resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
-        ratios.append(statistics.median(ours[i] for i in idx) / statistics.median(theirs[i] for i in idx))
-    ratios.sort()
-    return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
+    return bootstrap(lambda idx: statistics.median(ours[i] for i in idx) / statistics.median(theirs[i] for i in idx),
+                     len(ours), resamples)
+
+
+def median_interval(values, resamples=2000):
+    """A 95 % interval for the median of `values` (resampled with replacement)."""
+    return bootstrap(lambda idx: statistics.median(values[i] for i in idx), len(values), resamples)
+
+
+def bootstrap(statistic, n, resamples):
+    """The 2.5th and 97.5th percentiles of `statistic` over `resamples` draws of n indices."""
+    rng = random.Random(11)
+    values = sorted(statistic([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    return values[int(0.025 * resamples)], values[int(0.975 * resamples) - 1]
 
 
 def ci(interval):
@@ -522,7 +531,7 @@ def report(r, runs):
         f"| the third row, above pamtester with pam_permit.so alone ({l['permit_ms']:.2f} ms) | +{l['module_added_ms']:.2f} ms | pam_faillock +{l['faillock_added_ms']:.2f} ms | {l['module_added_ms'] / l['faillock_added_ms']:.2f} |",
         f"| of which loading the module (`setcred` of a stack that loads it) | +{l['module_load_ms']:.2f} ms | pam_faillock +{l['faillock_load_ms']:.2f} ms | |",
         f"| of which the refusal itself | {l['module_work_ms']:.2f} ms | pam_faillock {l['faillock_work_ms']:.2f} ms | {l['module_work_ms'] / l['faillock_work_ms']:.2f} |",
-        f"| failures recorded by {c['procs']} concurrent processes ({c['total'] // c['rounds']} per burst, {c['rounds']} alternating bursts each) | {c['module_per_s']:.0f}/s, counted {c['module_counted']}/{c['total']} | pam_faillock {c['faillock_per_s']:.0f}/s, counted {c['faillock_counted']}/{c['total']} | {c['pair_ratio']:.2f} (median over the bursts of faillock's rate / ours, each pair side by side: ≤ 1.0 means ours is at least as fast) |",
+        f"| failures recorded by {c['procs']} concurrent processes ({c['total'] // c['rounds']} per burst, {c['rounds']} alternating bursts each) | {c['module_per_s']:.0f}/s, counted {c['module_counted']}/{c['total']} | pam_faillock {c['faillock_per_s']:.0f}/s, counted {c['faillock_counted']}/{c['total']} | {c['pair_ratio']:.3f} {ci(c['pair_ci'])} (median over the bursts of faillock's rate / ours, each pair side by side: ≤ 1.0 means ours is at least as fast) |",
         "",
         "The locked refusal by PAM call (benches/pam_phases.c, a fresh process per login as above, "
         "medians of 400 shuffled rounds, µs):",
