@@ -567,7 +567,7 @@ def report(r, runs):
     lines += [
         "",
         f"Module: pam_portal.so (the front) {s['stripped_bytes'] / 1e6:.2f} MB stripped, "
-        f"the full module libpam_portal_full.so {s['full_stripped_bytes'] / 1e6:.2f} MB, loaded for logins the front does not refuse "
+        f"the full module libpam_portal_full.so {s['full_stripped_bytes'] / 1e6:.2f} MB, loaded for logins that go on to the portal (and the first after a change of the configuration) "
         f"(both built from the pam_portal library: {s['crates']} crates in its dependency tree), "
         f"and the HTTP half libpam_portal_http.so {s['half_stripped_bytes'] / 1e6:.2f} MB ({s['half_crates']} crates), "
         f"loaded only for portal calls; {s['all_crates']} crates in all; "
