@@ -717,13 +717,13 @@ fn check(p: &Parsed) -> Result<i32, Failure> {
     match installed_module() {
         Some(m) => {
             r.ok(&format!("module {}", m.display()));
-            // The front hands every login it does not refuse to the full module beside it.
+            // The front hands every login it does not decide to the full module beside it.
             let full = m.with_file_name(crate::front::FULL_FILE_NAME);
             if full.is_file() {
                 r.ok(&format!("full module {}", full.display()));
             } else {
                 r.problem(&format!(
-                    "{} is missing: pam_portal.so refuses locked clients, but every other login fails (PAM_SERVICE_ERR)",
+                    "{} is missing: pam_portal.so refuses locked clients and empty passwords, but every other login fails (PAM_SERVICE_ERR)",
                     full.display()
                 ));
             }

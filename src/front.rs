@@ -10,7 +10,7 @@
 //! step from there is the portal, whose round trips dwarf loading it.
 //!
 //! The front does not parse the configuration. The full module, once it has loaded and
-//! validated a file, writes a **digest** of what the early refusals need into the lockout
+//! validated a file, writes a **digest** of what the front needs into the lockout
 //! directory, stamped with the length and hash of the file's text ([`Source`]). The front reads
 //! the file (checking owner and mode as the full module does), and uses the digest only if it
 //! was made from exactly that text by this version; anything else (no digest, a stale, damaged
@@ -62,7 +62,7 @@ const MAGIC: &str = "pam_portal-front-digest 2";
 const MAX_DIGEST_BYTES: u64 = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// The digest: what the early refusals need from one configuration file.
+// The digest: what the front needs from one configuration file.
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Digest {
@@ -570,7 +570,8 @@ pub enum Early {
     /// Decided here, for this user: a denied or locked client (no prompt); or, after the
     /// password prompt, no answer, or a password refused without the portal (counted).
     Decided(Decision, RawUser),
-    /// Handed over after the early refusals were checked and none applied.
+    /// Handed over after the early refusals were checked and none applied, and the password
+    /// obtained (the portal decides the rest).
     Checked(Checked),
     /// Handed over unchecked: the full module decides everything.
     HandOver,
@@ -1015,5 +1016,11 @@ mod tests {
         other_version[other] ^= 1;
         assert_eq!(Checked::decode(&other_version), None, "another version");
         assert_eq!(Mark::new(Vec::new()).bytes(), None, "the empty mark");
+        // Bytes with room to spare are copied into an exact buffer, the same bytes.
+        let exact = c.encode();
+        let mut roomy = Vec::with_capacity(exact.len() + 64);
+        roomy.extend_from_slice(&exact);
+        let mark = Mark::new(roomy);
+        assert_eq!(mark.bytes().and_then(Checked::decode), Some(c.clone()));
     }
 }

@@ -1,6 +1,7 @@
-//! The module's three objects. `pam_portal.so` is the front (src/front.rs): it refuses globally
-//! denied and locked clients itself, from the digest the full module wrote, and hands every
-//! other login to `libpam_portal_full.so`, loaded from its own directory. The HTTP half
+//! The module's three objects. `pam_portal.so` is the front (src/front.rs): from the digest the
+//! full module wrote, it refuses globally denied and locked clients itself, asks for the
+//! password and refuses (counting) an empty or over-long one, and hands every other login, with
+//! the password, to `libpam_portal_full.so`, loaded from its own directory. The HTTP half
 //! (`libpam_portal_http.so`, src/portal/transport.rs) is loaded, from the same directory, only
 //! when a login needs the portal. A refusal before any portal call works without the half;
 //! without a usable half, a portal login is refused as the portal being unavailable, with the
@@ -604,7 +605,6 @@ prompts = { password = \"VPN password: \" }
         // The second counted failure locks carol: answered as the lock.
         ("test", vec![""], 2, PAM_MAXTRIES, "empty_password"),
     ];
-    let digest = |env: &Env| digest_file(env);
     let run = |service: &str, answers: &[&str], times: usize| {
         let mut last = None;
         for _ in 0..times {
@@ -625,10 +625,10 @@ prompts = { password = \"VPN password: \" }
         // writes the digest again).
         clear_records(&env);
         if std::fs::metadata(&env.lockdir).is_ok() {
-            std::fs::remove_file(digest(&env)).unwrap();
+            std::fs::remove_file(digest_file(&env)).unwrap();
         }
         let full = run(service, answers, *times);
-        digest(&env);
+        digest_file(&env);
         // The front, with the full module gone.
         clear_records(&env);
         std::fs::rename(lib.join(FULL), lib.join("full.away")).unwrap();
