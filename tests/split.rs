@@ -283,13 +283,19 @@ fn the_front_alone_refuses_a_locked_client_and_hands_the_rest_over() {
 }
 
 /// What the front checked before a hand-over serves that one call of the full module. A stack
-/// that runs the front, then the full module on its own line: the first line counts a failure
-/// that locks mallory; the second must see the lock in the record (no prompt), not take the
-/// front's earlier "not locked" for its own.
+/// that runs the front, then the full module on its own line: on the first line the front
+/// checks mallory, asks for her password and hands it over, and the full module counts the
+/// portal's refusal, which locks her; the second line must see the lock in the record (no
+/// prompt), not take the front's earlier "not locked", or its password, for its own.
 #[test]
 fn the_fronts_check_serves_the_one_call_it_was_made_for() {
     let sim = Sim::start(&fixtures::standard());
-    let (env, lib) = env_with(&sim, "[lockout]\nuser = { max_failures = 1 }\n", true, None);
+    let (env, lib) = env_with(
+        &sim,
+        "[lockout]\nuser = { max_failures = 1 }\n",
+        true,
+        Some(built_half()),
+    );
     // A first login writes the digest, so that the front checks the next ones itself.
     let o = env.login().user("zed").rhost(CLIENT).answers(&[""]).run();
     assert_eq!(o.auth, Some(PAM_MAXTRIES), "{}", o.describe());
@@ -305,11 +311,12 @@ fn the_fronts_check_serves_the_one_call_it_was_made_for() {
         .login()
         .user("mallory")
         .rhost(CLIENT)
-        .answers(&["", ""])
+        .answers(&["Wrong-Pass1!", "x", "Wrong-Pass2!", "y"])
         .under_pam_wrapper()
         .run();
     assert_eq!(o.auth, Some(PAM_MAXTRIES), "{}", o.describe());
-    assert_eq!(o.prompts().len(), 1, "{}", o.describe());
+    // The first line's password and (decoy) question; nothing on the second.
+    assert_eq!(o.prompts().len(), 2, "{}", o.describe());
     let reasons: Vec<String> = o
         .decisions()
         .iter()
@@ -318,7 +325,7 @@ fn the_fronts_check_serves_the_one_call_it_was_made_for() {
     assert_eq!(
         reasons,
         [
-            "result=fail reason=empty_password",
+            "result=fail reason=user_unknown",
             "result=fail reason=user_locked"
         ],
         "{}",
@@ -329,7 +336,7 @@ fn the_fronts_check_serves_the_one_call_it_was_made_for() {
         "{}",
         o.describe()
     );
-    assert!(sim.calls().is_empty(), "{:?}", sim.calls());
+    assert_eq!(sim.login_calls("mallory"), 1, "{:?}", sim.calls());
 }
 
 #[test]
