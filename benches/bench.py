@@ -243,7 +243,7 @@ auth [default=die] {SECURITY}/pam_faillock.so authfail {opts}
         """mallory locked out of the module and nobody out of pam_faillock (3 failures each):
         (module config, module service, pam_faillock's options, pam_faillock service)."""
         cfg, svc = self.module_service(name, "user = { max_failures = 3, lock_s = 3600 }\n")
-        self.lock_out(svc, "mallory")  # counted by the full module, which writes the front's digest
+        self.lock_out(svc, "mallory")  # the full module counts the first and writes the digest, the front the rest
         fdir = os.path.join(self.tmp, f"faillock-{name}")
         os.makedirs(fdir, exist_ok=True)
         opts = f"deny=3 unlock_time=3600 nodelay dir={fdir}"

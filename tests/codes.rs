@@ -68,10 +68,7 @@ fn portal_down(portal_extra: &str) -> (Sim, Env) {
 fn expect_two_prompts(o: &Outcome) {
     assert_eq!(
         o.prompt_list(),
-        vec![
-            (Style::EchoOff, prompt::PASSWORD.to_string()),
-            (Style::EchoOff, prompt::pet())
-        ],
+        prompt::password_and_pet(),
         "{}",
         o.describe()
     );

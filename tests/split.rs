@@ -11,7 +11,7 @@
 
 use pam_testkit::codes::*;
 use pam_testkit::fixtures::{self, msg, *};
-use pam_testkit::{Env, Outcome, Sim, Style};
+use pam_testkit::{Env, Outcome, Sim};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -216,8 +216,8 @@ fn digest_file(env: &Env) -> PathBuf {
     found[0].clone()
 }
 
-/// Two empty passwords lock mallory (`max_failures = 2`); the full module counts them and
-/// writes the digest on the way.
+/// Two empty passwords lock mallory (`max_failures = 2`): the full module counts the first and
+/// writes the digest on the way; the front counts the second.
 fn lock_mallory(env: &Env) {
     for want in [PAM_AUTH_ERR, PAM_MAXTRIES] {
         let o = env
@@ -682,10 +682,7 @@ fn a_password_the_front_asked_for_is_handed_over_and_not_asked_again() {
         assert_eq!(o.auth, Some(PAM_SUCCESS), "round {round}: {}", o.describe());
         assert_eq!(
             o.prompt_list(),
-            vec![
-                (Style::EchoOff, prompt::PASSWORD.to_string()),
-                (Style::EchoOff, prompt::pet())
-            ],
+            prompt::password_and_pet(),
             "round {round}: {}",
             o.describe()
         );

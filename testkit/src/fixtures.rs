@@ -221,4 +221,12 @@ pub mod prompt {
     pub fn pet() -> String {
         format!("{} ", super::PET_QUESTION)
     }
+    /// The usual two prompts of a question login: the password, then question 101, both
+    /// echo off (`Outcome::prompt_list`).
+    pub fn password_and_pet() -> Vec<(crate::Style, String)> {
+        vec![
+            (crate::Style::EchoOff, PASSWORD.to_string()),
+            (crate::Style::EchoOff, pet()),
+        ]
+    }
 }
